@@ -1,0 +1,49 @@
+# beam-expand: every target creates .venv and installs on first use; only python3 is needed.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+
+DATASET ?= shapes
+SOURCE  ?=
+COPIES  ?= 5
+OUT     ?= out/$(DATASET)
+SEED    ?= 0
+ARGS    ?=
+
+# Beam, TensorFlow and friends print a lot on import; keep runs quiet and offline-friendly.
+export TF_CPP_MIN_LOG_LEVEL := 3
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: expand test bench lint clean help
+
+help:
+	@echo "make expand [DATASET=shapes|flowers] [SOURCE=path|url] [COPIES=5] [OUT=dir] [SEED=0] [ARGS='--flag ...']"
+	@echo "make test | make bench | make lint | make clean"
+
+$(VENV)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.runtime
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+expand: $(VENV)/.runtime
+	$(BIN)/beam-expand run --dataset $(DATASET) $(if $(SOURCE),--source $(SOURCE)) \
+	  --copies $(COPIES) --output $(OUT) --seed $(SEED) --overwrite $(ARGS)
+
+test: $(VENV)/.dev
+	$(BIN)/pytest -q $(ARGS)
+
+bench: $(VENV)/.dev
+	$(PY) -m tests.bench $(ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check beam_jobs transforms schemas tests
+	$(BIN)/ruff format --check beam_jobs transforms schemas tests
+
+clean:
+	rm -rf $(VENV) out build *.egg-info .pytest_cache .ruff_cache

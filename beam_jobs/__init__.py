@@ -1,0 +1,1 @@
+"""The beam-expand job: CLI, pipeline, sources and sinks."""

@@ -1,0 +1,255 @@
+"""``beam-expand``: the command line.
+
+    beam-expand run --dataset shapes --copies 5 --output out/shapes
+    beam-expand run --dataset flowers --source flower_photos.tgz --copies 3 --output out/flowers \\
+        --rotation-range 20 --horizontal-flip --direct_num_workers=2 --direct_running_mode=multi_processing
+    beam-expand datasets
+
+Job flags are parsed into one frozen ``JobConfig``; every other flag must be a Beam pipeline option and is passed
+to Beam untouched (a typo such as ``--copys 3`` is an error, never a silent default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from beam_jobs.config import JobConfig
+from beam_jobs.errors import UserError
+from transforms.functional.geometric import FILL_MODES
+from transforms.registry import PolicyError
+
+KERAS_FLAGS = (
+    "rotation_range",
+    "width_shift_range",
+    "height_shift_range",
+    "shear_range",
+    "zoom_range",
+    "horizontal_flip",
+    "vertical_flip",
+    "fill_mode",
+    "cval",
+    "brightness_range",
+    "channel_shift_range",
+    "interpolation_order",
+)
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _shift(text: str) -> int | float | list:
+    """Keras's shift ranges: ``10`` (int pixels), ``0.1`` (fraction), ``2.5`` (pixels), ``1,2,3`` (choices)."""
+    try:
+        return [_number(t) for t in text.split(",")] if "," in text else _number(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or a comma list of numbers, got {text!r}") from None
+
+
+def _zoom(text: str) -> float | list[float]:
+    try:
+        parts = [float(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a float or lo,hi, got {text!r}") from None
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        return parts
+    raise argparse.ArgumentTypeError(f"expected a float or lo,hi, got {text!r}")
+
+
+def _pair(kind):
+    def parse(text: str):
+        try:
+            parts = [kind(t) for t in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected two comma-separated numbers, got {text!r}") from None
+        if len(parts) != 2:
+            raise argparse.ArgumentTypeError(f"expected two comma-separated numbers, got {text!r}")
+        return parts
+
+    return parse
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    src = p.add_argument_group("input")
+    src.add_argument("--dataset", help="named dataset: shapes (built in, offline) or flowers (tf_flowers)")
+    src.add_argument("--source", help="image folder (one sub-folder per class), .tar/.tgz archive, or URL")
+    src.add_argument("--sha256", help="expected sha256 of a custom --source archive")
+    src.add_argument("--classes", type=_csv, help="only these classes (comma list)")
+    src.add_argument("--limit", type=int, help="only N images (a stable sample across classes)")
+    src.add_argument("--cache-dir", help="download cache (default $BEAM_EXPAND_CACHE or ~/.cache/beam-expand)")
+
+    job = p.add_argument_group("expansion")
+    job.add_argument("--copies", type=int, default=5, help="K augmented copies per image (default 5)")
+    job.add_argument("--include-original", action="store_true", help="also write each original as copy 0")
+    job.add_argument("--seed", type=int, default=0, help="job seed; same seed, inputs and versions = same bytes")
+    job.add_argument("--policy", help="policy preset, YAML/JSON file or inline mapping (see README)")
+    job.add_argument("--image-size", type=_pair(int), help="resize to H,W before augmenting")
+
+    keras = p.add_argument_group("Keras ImageDataGenerator flags (any of these replaces the default policy)")
+    keras.add_argument("--rotation-range", type=float, help="degrees")
+    keras.add_argument("--width-shift-range", type=_shift, help="fraction (<1), pixels (>=1), int or list")
+    keras.add_argument("--height-shift-range", type=_shift, help="fraction (<1), pixels (>=1), int or list")
+    keras.add_argument("--shear-range", type=float, help="shear angle in degrees")
+    keras.add_argument("--zoom-range", type=_zoom, help="z for [1-z, 1+z], or lo,hi")
+    keras.add_argument("--horizontal-flip", action="store_true", default=None)
+    keras.add_argument("--vertical-flip", action="store_true", default=None)
+    keras.add_argument("--fill-mode", choices=FILL_MODES)
+    keras.add_argument("--cval", type=float, help="fill value for --fill-mode constant")
+    keras.add_argument("--brightness-range", type=_pair(float), help="lo,hi brightness factors")
+    keras.add_argument("--channel-shift-range", type=float)
+    keras.add_argument("--interpolation-order", type=int, choices=(0, 1))
+
+    outp = p.add_argument_group("output")
+    outp.add_argument("--output", help="output directory (refused if not empty, unless --overwrite)")
+    outp.add_argument("--overwrite", action="store_true", help="replace the output of an earlier run")
+    outp.add_argument("--name", help="dataset name for shard files (default: the dataset's or folder's name)")
+    outp.add_argument("--split", default="train", help="split name (default train)")
+    outp.add_argument("--formats", type=_csv, default=["tfrecord", "parquet"], help="tfrecord,parquet (default)")
+    outp.add_argument("--image-format", default="jpeg", help="jpeg (default), png or webp (parquet only)")
+    outp.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    outp.add_argument("--max-shard-mb", type=int, default=256, help="roll shard files over at this size")
+    outp.add_argument("--dry-run", action="store_true", help="print images per class and estimates, then stop")
+    outp.add_argument("--no-progress", action="store_true", help="no progress line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Returns the ``beam-expand`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="beam-expand",
+        description="Expand a labelled image dataset into K augmented copies per image (Apache Beam).",
+        allow_abbrev=False,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run",
+        help="run the expansion job",
+        description="Run the expansion job. Flags not listed here must be Beam pipeline options "
+        "(--runner, --direct_num_workers, --project, ...) and are passed to Beam untouched.",
+        allow_abbrev=False,
+    )
+    _add_run_flags(run)
+    sub.add_parser("datasets", help="list the named datasets", allow_abbrev=False)
+    return parser
+
+
+def check_beam_args(args: Sequence[str]) -> None:
+    """Raises UserError for flags that are neither job flags nor Beam pipeline options."""
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    try:  # runner-specific options register themselves on import
+        import apache_beam.runners.portability.flink_runner  # noqa: F401
+        import apache_beam.runners.portability.spark_runner  # noqa: F401
+    except ImportError:
+        pass
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    seen = set()
+    stack = list(PipelineOptions.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        stack.extend(cls.__subclasses__())
+        try:
+            cls._add_argparse_args(parser)
+        except argparse.ArgumentError:
+            pass  # an option declared by two classes
+    _, unknown = parser.parse_known_args(list(args))
+    flags = [a for a in unknown if a.startswith("-")]
+    if flags or unknown:
+        shown = " ".join(flags or unknown)
+        raise UserError(f"unknown argument(s): {shown} (not a beam-expand flag nor a Beam pipeline option; "
+                        "see beam-expand run --help)")
+
+
+def config_from_args(ns: argparse.Namespace) -> JobConfig:
+    """Builds the validated ``JobConfig`` from parsed flags (policy resolved here)."""
+    from transforms.policies import DEFAULT_PRESET, load_policy
+
+    keras = {f: getattr(ns, f) for f in KERAS_FLAGS if getattr(ns, f) is not None}
+    if keras and ns.policy:
+        raise UserError("give either --policy or Keras ImageDataGenerator flags (--rotation-range, ...), not both")
+    if keras:
+        policy = {"version": 1, "ops": [{"op": "image_data_generator", **keras}]}
+        from transforms.policies import Policy
+
+        Policy.from_config(policy)
+    else:
+        policy = load_policy(ns.policy or DEFAULT_PRESET)
+    if not ns.output and not ns.dry_run:
+        raise UserError("--output DIR is required (or use --dry-run)")
+    return JobConfig(
+        output=ns.output or "",
+        dataset=ns.dataset,
+        source=ns.source,
+        sha256=ns.sha256,
+        name=ns.name,
+        split=ns.split,
+        copies=ns.copies,
+        include_original=ns.include_original,
+        seed=ns.seed,
+        policy=policy,
+        image_size=tuple(ns.image_size) if ns.image_size else None,
+        image_format=ns.image_format,
+        quality=ns.quality,
+        formats=tuple(ns.formats),
+        limit=ns.limit,
+        classes=tuple(ns.classes) if ns.classes else None,
+        dry_run=ns.dry_run,
+        overwrite=ns.overwrite,
+        max_shard_mb=ns.max_shard_mb,
+        cache_dir=ns.cache_dir,
+        progress=not ns.no_progress,
+    )
+
+
+def _datasets() -> int:
+    from beam_jobs.sources.datasets import DATASETS, GENERATED
+
+    for name, text in sorted(GENERATED.items()):
+        print(f"{name:10s} {text} (generated, offline)")
+    for name, spec in sorted(DATASETS.items()):
+        print(f"{name:10s} {spec.description} ({spec.size / 1e6:,.0f} MB download, sha256 pinned)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``beam-expand`` console script; returns the exit code (2 for user errors)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Beam logs import-time warnings about optional cloud clients; a local user needs none of them.
+    logging.getLogger().setLevel(logging.ERROR)
+    parser = build_parser()
+    ns, rest = parser.parse_known_args(argv)
+    try:
+        if ns.command == "datasets":
+            if rest:
+                raise UserError(f"unknown argument(s): {' '.join(rest)}")
+            return _datasets()
+        check_beam_args(rest)
+        config = config_from_args(ns)
+        from beam_jobs.pipeline import run_job
+
+        run_job(config, rest, argv=["beam-expand", *argv])
+        return 0
+    except (UserError, PolicyError) as e:
+        print(f"beam-expand: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("beam-expand: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The job's own settings: one frozen, validated config built from the CLI flags (or directly from Python)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from beam_jobs.errors import UserError
+from beam_jobs.sinks.writers import FORMATS
+from transforms.codec import ENCODINGS
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything ``beam-expand run`` needs besides Beam's own pipeline options.
+
+    Attributes:
+        output: Output directory (any Beam filesystem).
+        dataset: Named dataset (``shapes``, ``flowers``) or None.
+        source: Folder, archive or URL; overrides the named dataset's download.
+        sha256: Expected sha256 of a custom archive.
+        name: Dataset name for shard files; default the dataset's or source folder's name.
+        split: Split name written.
+        copies: K augmented copies per image.
+        include_original: Also write each unaugmented image as copy 0.
+        seed: Job seed.
+        policy: Policy config (``transforms.policies``).
+        image_size: Optional (height, width) resize before augmenting.
+        image_format: ``jpeg``, ``png`` or ``webp``.
+        quality: JPEG/WebP quality.
+        formats: Output formats.
+        limit: Keep only N images (stable hash sample).
+        classes: Keep only these classes.
+        dry_run: List, estimate and stop.
+        overwrite: Allow a non-empty output directory (its contents are replaced).
+        max_shard_mb: Roll shard files over at this size.
+        cache_dir: Download and generated-dataset cache.
+        progress: Show a progress line on local runs.
+    """
+
+    output: str
+    dataset: str | None = None
+    source: str | None = None
+    sha256: str | None = None
+    name: str | None = None
+    split: str = "train"
+    copies: int = 5
+    include_original: bool = False
+    seed: int = 0
+    policy: dict[str, Any] = field(default_factory=dict)
+    image_size: tuple[int, int] | None = None
+    image_format: str = "jpeg"
+    quality: int = 95
+    formats: tuple[str, ...] = FORMATS
+    limit: int | None = None
+    classes: tuple[str, ...] | None = None
+    dry_run: bool = False
+    overwrite: bool = False
+    max_shard_mb: int = 256
+    cache_dir: str | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        """Validates every field, naming the flag and the allowed values."""
+        if self.copies < 0:
+            raise UserError(f"--copies must be >= 0, got {self.copies}")
+        if self.copies == 0 and not self.include_original:
+            raise UserError("--copies 0 writes nothing; use --copies >= 1 or add --include-original")
+        if self.seed < 0:
+            raise UserError(f"--seed must be >= 0, got {self.seed}")
+        if self.image_format not in ENCODINGS:
+            raise UserError(f"--image-format must be one of {', '.join(ENCODINGS)}, got {self.image_format!r}")
+        if not 1 <= self.quality <= 100:
+            raise UserError(f"--quality must be in 1..100, got {self.quality}")
+        if not self.formats or any(f not in FORMATS for f in self.formats):
+            raise UserError(f"--formats must be a comma list of {', '.join(FORMATS)}, got {','.join(self.formats)}")
+        if len(set(self.formats)) != len(self.formats):
+            raise UserError(f"--formats lists a format twice: {','.join(self.formats)}")
+        if self.image_format == "webp" and "tfrecord" in self.formats:
+            raise UserError("--image-format webp is not readable by TFDS: use it with --formats parquet only")
+        if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 1):
+            raise UserError(f"--image-size must be H,W with positive integers, got {self.image_size}")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"--limit must be >= 1, got {self.limit}")
+        if self.max_shard_mb < 1:
+            raise UserError(f"--max-shard-mb must be >= 1, got {self.max_shard_mb}")
+        if self.name is not None and not _NAME.match(self.name):
+            raise UserError(f"--name must match {_NAME.pattern} (TFDS dataset names), got {self.name!r}")
+        if not _NAME.match(self.split):
+            raise UserError(f"--split must match {_NAME.pattern}, got {self.split!r}")
+        if self.dataset is None and self.source is None:
+            raise UserError("give --dataset (e.g. shapes, flowers) or --source <folder|archive|URL>")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the config as a JSON-able dict (for the manifest)."""
+        d = asdict(self)
+        d["formats"] = list(self.formats)
+        d["image_size"] = list(self.image_size) if self.image_size else None
+        d["classes"] = list(self.classes) if self.classes else None
+        return d
+
+
+def dataset_name(raw: str) -> str:
+    """Turns a folder or archive name into a valid TFDS-style dataset name (``Flower Photos`` -> ``flower_photos``)."""
+    name = re.sub(r"[^a-z0-9_]+", "_", raw.lower()).strip("_")
+    if not name or not name[0].isalpha():
+        name = "ds_" + name
+    return name

@@ -1,0 +1,5 @@
+"""Errors a user can cause; the CLI prints them as one line, without a traceback."""
+
+
+class UserError(Exception):
+    """A problem with the command line, the input or the environment that the user can fix; says how."""

@@ -1,0 +1,291 @@
+"""Builds and runs the expansion pipeline; usable from Python as well as from the CLI.
+
+From Python::
+
+    from beam_jobs.config import JobConfig
+    from beam_jobs.pipeline import run_job
+    manifest = run_job(JobConfig(output="out/shapes", dataset="shapes", copies=3))
+
+or embed the read -> expand -> write chain in your own pipeline with ``plan_job`` + ``build_pipeline``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+from beam_jobs import summary
+from beam_jobs.config import JobConfig, dataset_name
+from beam_jobs.errors import UserError
+from beam_jobs.progress import ProgressMonitor
+from beam_jobs.ptransforms import ExpandImages, ReadImages, WriteDataset
+from beam_jobs.sinks.finalize import MANIFEST
+from beam_jobs.sources.archive import list_archive
+from beam_jobs.sources.datasets import ResolvedSource, default_cache_dir, resolve
+from beam_jobs.sources.listing import Listing, list_folder, select
+from schemas.record import RECIPE_SCHEMA_VERSION
+from transforms.policies import Policy
+
+LOCAL_RUNNER_NAME = "FnApiRunner (local, pinned by beam-expand)"
+_LOCAL_RUNNERS = {None, "directrunner", "direct", "fnapirunner", "bundlebaseddirectrunner", "switchingdirectrunner"}
+_PACKAGES = ("beam-expand", "apache-beam", "numpy", "pillow", "opencv-python-headless", "pyarrow", "protobuf")
+
+
+@dataclass
+class JobPlan:
+    """Everything decided before the pipeline starts: what to read, the classes, the name, the manifest base."""
+
+    config: JobConfig
+    source: ResolvedSource
+    listing: Listing
+    archive_prefix: str = ""
+    license_bytes: bytes | None = None
+    name: str = ""
+    policy: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def records_per_image(self) -> int:
+        """Records written per good source image."""
+        return self.config.copies + int(self.config.include_original)
+
+    def dry_run(self) -> dict[str, Any]:
+        """Returns the facts ``--dry-run`` prints."""
+        per_image = self.records_per_image
+        in_bytes = sum(self.listing.sizes.values())
+        return {
+            "source": self.source.path,
+            "kind": self.source.kind,
+            "per_class": self.listing.per_class(),
+            "ignored": len(self.listing.ignored),
+            "skipped": len(self.listing.skipped),
+            "records_per_image": per_image,
+            "estimated_bytes": in_bytes * per_image,
+            "formats": list(self.config.formats),
+            "policy": self.policy,
+        }
+
+    def manifest_base(self, argv: list[str] | None) -> dict[str, Any]:
+        """Returns the launcher's part of ``beam_expand.json``; the finalize step adds counts and shards."""
+        return {
+            "name": self.name,
+            "split": self.config.split,
+            "description": self.source.description,
+            "recipe_schema_version": RECIPE_SCHEMA_VERSION,
+            "class_names": self.listing.class_names,
+            "seed": self.config.seed,
+            "copies": self.config.copies,
+            "include_original": self.config.include_original,
+            "policy": self.policy,
+            "config": self.config.to_dict(),
+            "command": argv,
+            "source": {"kind": self.source.kind, "path": self.source.path},
+            "packages": package_versions(),
+            "listing": {
+                "per_class": self.listing.per_class(),
+                "ignored": self.listing.ignored,
+                "skipped": self.listing.skipped,
+                "images": [
+                    {"key": s.key, "label": s.label, "bytes": self.listing.sizes.get(s.key)} for s in self.listing.images
+                ],
+            },
+        }
+
+
+def package_versions() -> dict[str, str]:
+    """Returns the versions of the packages that determine the output bytes."""
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def plan_job(config: JobConfig) -> JobPlan:
+    """Resolves the source, lists and selects its images and fixes the policy (no pipeline yet).
+
+    Raises:
+        UserError: Anything the user must fix (missing dataset, unreachable URL, unknown class, bad policy).
+    """
+    cache_dir = config.cache_dir or default_cache_dir()
+    source = resolve(config.dataset, config.source, config.sha256, cache_dir)
+    prefix, license_bytes = "", None
+    if source.kind == "archive":
+        listing, prefix, license_bytes = list_archive(source.path)
+    else:
+        listing = list_folder(source.path)
+        if source.license_path:
+            with FileSystems.open(source.license_path) as f:
+                license_bytes = f.read()
+    listing = select(listing, list(config.classes) if config.classes else None, config.limit)
+    Policy.from_config(config.policy)  # validated again here for configs built in Python
+    name = config.name or dataset_name(source.name)
+    return JobPlan(config, source, listing, prefix, license_bytes, name, config.policy)
+
+
+def build_pipeline(p: beam.Pipeline, plan: JobPlan, temp_dir: str, progress_dir: str | None = None, argv=None):
+    """Adds read -> expand -> write to ``p``; returns the one-element manifest PCollection."""
+    c = plan.config
+    sources = p | "ReadImages" >> ReadImages(
+        plan.source.kind, plan.listing.images, plan.source.path, plan.archive_prefix
+    )
+    outputs = sources | "ExpandImages" >> ExpandImages(
+        policy_config=plan.policy,
+        copies=c.copies,
+        seed=c.seed,
+        include_original=c.include_original,
+        image_size=tuple(c.image_size) if c.image_size else None,
+        image_format=c.image_format,
+        quality=c.quality,
+    )
+    return {"records": outputs.records, "dead_letter": outputs.dead_letter} | "WriteDataset" >> WriteDataset(
+        write_args={
+            "temp_dir": temp_dir,
+            "formats": c.formats,
+            "class_names": plan.listing.class_names,
+            "first_copy_index": 0 if c.include_original else 1,
+            "max_shard_bytes": c.max_shard_mb * 1024 * 1024,
+            "progress_dir": progress_dir,
+        },
+        finalize_args={
+            "output": c.output,
+            "temp_dir": temp_dir,
+            "name": plan.name,
+            "split": c.split,
+            "formats": c.formats,
+            "class_names": plan.listing.class_names,
+            "image_format": c.image_format,
+            "manifest": plan.manifest_base(argv),
+            "license_bytes": plan.license_bytes,
+        },
+    )
+
+
+_OUR_FILES = re.compile(
+    r"^(.+\.(tfrecord|parquet)-\d{5}-of-\d{5}|dataset_info\.json|features\.json|label\.labels\.txt|"
+    r"beam_expand\.json|dead_letter\.jsonl|LICENSE\.txt|\.beam-expand-tmp-.*)$"
+)
+
+
+def prepare_output(output: str, overwrite: bool) -> None:
+    """Refuses a non-empty output unless ``overwrite``; then removes only files a previous run wrote.
+
+    Raises:
+        UserError: The directory is not empty (without ``--overwrite``) or holds files beam-expand did not write.
+    """
+    if not FileSystems.exists(output):
+        return
+    metas = FileSystems.match([output.rstrip("/") + "/**"])[0].metadata_list
+    rel = [m.path[len(output.rstrip("/")) :].lstrip("/") for m in metas]
+    if not rel:
+        return
+    if not overwrite:
+        raise UserError(f"--output {output} is not empty; pass --overwrite (OVERWRITE via ARGS) or another --output")
+    foreign = [r for r in rel if not _OUR_FILES.match(r.split("/")[0])]
+    if foreign:
+        raise UserError(
+            f"--output {output} holds files beam-expand did not write (e.g. {foreign[0]}); "
+            "refusing to overwrite it: choose an empty or new directory"
+        )
+    tops = sorted({output.rstrip("/") + "/" + r.split("/")[0] for r in rel})
+    FileSystems.delete(tops)
+
+
+def make_pipeline_options(pipeline_args: list[str]) -> tuple[PipelineOptions, Any, str]:
+    """Returns Beam options, the runner to use and its display name.
+
+    With no ``--runner``, the job pins the FnApiRunner (Beam 2.77's DirectRunner first tries to download a
+    Prism binary, which fails offline); any ``--runner`` given is passed to Beam untouched.
+    """
+    options = PipelineOptions(pipeline_args)
+    runner_name = options.view_as(StandardOptions).runner
+    if runner_name is not None:
+        return options, None, runner_name
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    # As SwitchingDirectRunner does: hand the options to the workers (needed by multi-process workers).
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    workers = options.view_as(DirectOptions).direct_num_workers
+    mode = options.view_as(DirectOptions).direct_running_mode
+    name = LOCAL_RUNNER_NAME + (f", {workers} workers ({mode})" if workers and workers != 1 else "")
+    return options, fn_runner.FnApiRunner(provision_info=info), name
+
+
+def run_job(
+    config: JobConfig,
+    pipeline_args: list[str] | None = None,
+    argv: list[str] | None = None,
+    out=None,
+) -> dict[str, Any] | None:
+    """Runs the whole job: plan, (dry run or) pipeline, summary.
+
+    Args:
+        config: The job config.
+        pipeline_args: Beam pipeline options, e.g. ``["--direct_num_workers=2"]``.
+        argv: The command line, recorded in the manifest.
+        out: Where to print the plan and summary (stdout).
+
+    Returns:
+        The manifest written to ``beam_expand.json``, or None for a dry run.
+
+    Raises:
+        UserError: Problems the user can fix, raised before the pipeline starts.
+    """
+    out = out or sys.stdout
+    plan = plan_job(config)
+    if config.dry_run:
+        print(summary.dry_run_text(plan.dry_run()), file=out)
+        return None
+    prepare_output(config.output, config.overwrite)
+    options, runner, runner_name = make_pipeline_options(list(pipeline_args or []))
+    local = runner is not None or (runner_name or "").lower() in _LOCAL_RUNNERS
+    print(f"beam-expand: {len(plan.listing.images):,} images x {plan.records_per_image} records each "
+          f"-> {config.output} (runner: {runner_name})", file=out)
+    print("policy:\n" + summary.policy_text(plan.policy), file=out)
+    temp_dir = FileSystems.join(config.output, f".beam-expand-tmp-{uuid.uuid4().hex}")
+    progress_dir = tempfile.mkdtemp(prefix="beam-expand-progress-") if (local and config.progress) else None
+    start = time.monotonic()
+    try:
+        p = beam.Pipeline(runner=runner, options=options)
+        build_pipeline(p, plan, temp_dir, progress_dir, argv)
+        if progress_dir:
+            with ProgressMonitor(progress_dir, len(plan.listing.images)):
+                p.run().wait_until_finish()
+        else:
+            p.run().wait_until_finish()
+    finally:
+        if progress_dir:
+            shutil.rmtree(progress_dir, ignore_errors=True)
+    wall = time.monotonic() - start
+    with FileSystems.open(FileSystems.join(config.output, MANIFEST)) as f:
+        manifest = json.load(f)
+    print(summary.run_summary_text(manifest, wall, runner_name, config.output), file=out)
+    return manifest
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Runs ``beam-expand run`` with ``argv`` (as Beam examples' ``run(argv)``); returns the exit code."""
+    from beam_jobs.cli import main
+
+    return main(["run", *(argv if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,95 @@
+"""The job's composite PTransforms: read -> expand -> write (plus dead letters).
+
+Shapes between steps::
+
+    ReadImages:    PBegin -> SourceImage (path for folders, bytes for archive members), reshuffled so that
+                   decoding spreads over workers even when the input is one archive or a few files
+    ExpandImages:  SourceImage -> {"records": record dict, "dead_letter": dict}
+    WriteDataset:  {"records", "dead_letter"} -> manifest dict (one element, after every shard is in place)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apache_beam as beam
+
+from beam_jobs.sinks.finalize import FinalizeFn
+from beam_jobs.sinks.shards import WriteShardsFn
+from beam_jobs.sources.archive import ReadArchiveFn
+from transforms.expand import DEAD_LETTER, ExpandFn
+
+
+class ReadImages(beam.PTransform):
+    """Emits the selected source images, reshuffled before any decoding.
+
+    Args:
+        kind: ``folder`` (elements carry paths) or ``archive`` (one reader streams the members' bytes).
+        images: The selected ``SourceImage``s (from the listing).
+        archive_path: The archive, for ``archive``.
+        archive_prefix: Root folder inside the archive.
+    """
+
+    def __init__(self, kind: str, images: list, archive_path: str | None = None, archive_prefix: str = ""):
+        super().__init__()
+        self._kind = kind
+        self._images = images
+        self._archive_path = archive_path
+        self._prefix = archive_prefix
+
+    def expand(self, pbegin):
+        """Builds the read steps."""
+        if self._kind == "folder":
+            items = pbegin | "ListedImages" >> beam.Create(self._images, reshuffle=False).with_output_types(Any)
+        else:
+            selected = {s.key: (s.label, s.label_name) for s in self._images}
+            items = (
+                pbegin
+                | "Archive" >> beam.Create([self._archive_path], reshuffle=False)
+                | "StreamMembers" >> beam.ParDo(ReadArchiveFn(self._prefix, selected)).with_output_types(Any)
+            )
+        # Fusion break: spread sources (paths or encoded bytes, never pixels) over workers.
+        return items | "SpreadSources" >> beam.Reshuffle().with_output_types(Any)
+
+
+class ExpandImages(beam.PTransform):
+    """Decodes each source once and emits its K copies; bad inputs go to the ``dead_letter`` output.
+
+    Args:
+        **expand_args: Arguments of ``transforms.expand.ExpandFn``.
+    """
+
+    def __init__(self, **expand_args):
+        super().__init__()
+        self._args = expand_args
+
+    def expand(self, sources):
+        """Returns ``DoOutputsTuple`` with ``records`` and ``dead_letter``."""
+        return sources | "DecodeAugmentEncode" >> beam.ParDo(ExpandFn(**self._args)).with_outputs(
+            DEAD_LETTER, main="records"
+        )
+
+
+class WriteDataset(beam.PTransform):
+    """Writes shards from the expanding workers, then finalizes the dataset directory once.
+
+    Args:
+        write_args: Arguments of ``WriteShardsFn``.
+        finalize_args: Arguments of ``FinalizeFn``.
+    """
+
+    def __init__(self, write_args: dict, finalize_args: dict):
+        super().__init__()
+        self._write_args = write_args
+        self._finalize_args = finalize_args
+
+    def expand(self, outputs):
+        """Takes ``{"records": ..., "dead_letter": ...}``; returns the manifest as a one-element PCollection."""
+        records, dead = outputs["records"], outputs[DEAD_LETTER]
+        reports = records | "WriteShards" >> beam.ParDo(WriteShardsFn(**self._write_args)).with_output_types(Any)
+        return (
+            records.pipeline
+            | "Once" >> beam.Create([None])
+            | "Finalize"
+            >> beam.ParDo(FinalizeFn(**self._finalize_args), beam.pvalue.AsList(reports), beam.pvalue.AsList(dead))
+        )

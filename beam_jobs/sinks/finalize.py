@@ -1,0 +1,150 @@
+"""The last step of a run: rename reported shards into place and write the metadata beside them.
+
+Output directory after a run::
+
+    <name>-train.tfrecord-00000-of-0000N   tf.train.Example shards (TFDS layout)
+    <name>-train.parquet-00000-of-0000N    Parquet shards (Hugging Face Image / ClassLabel features)
+    dataset_info.json, features.json, label.labels.txt    TFDS metadata (tfds.builder_from_directory)
+    beam_expand.json                       the job manifest: counts, seed, policy, versions, input listing
+    dead_letter.jsonl                      one line per input that produced no records (always present)
+    LICENSE.txt                            the source's license, when it has one
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from beam_jobs.sinks.shards import ShardReport
+from beam_jobs.sinks.writers import WRITERS
+from schemas.arrow import arrow_schema
+from schemas.tfds_metadata import dataset_info_json, features_json
+
+MANIFEST = "beam_expand.json"
+DEAD_LETTERS = "dead_letter.jsonl"
+
+
+def shard_name(name: str, split: str, fmt: str, index: int, count: int) -> str:
+    """Returns TFDS's shard file name, e.g. ``flowers-train.tfrecord-00000-of-00004``."""
+    return f"{name}-{split}.{fmt}-{index:05d}-of-{count:05d}"
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes a UTF-8 text file on any Beam filesystem."""
+    with FileSystems.create(path) as f:
+        f.write(text.encode("utf-8"))
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Writes a binary file on any Beam filesystem."""
+    with FileSystems.create(path) as f:
+        f.write(data)
+
+
+class FinalizeFn(beam.DoFn):
+    """Publishes the shards reported by successful bundles and writes all metadata (runs once).
+
+    Args:
+        output: Output directory.
+        temp_dir: Directory holding the temporary shard files; deleted at the end.
+        name: Dataset name (shard prefix).
+        split: Split name.
+        formats: Output formats.
+        class_names: Class names in label order.
+        image_format: Encoding of the images (for ``features.json``).
+        manifest: The launcher's part of the manifest (config, policy, listing, versions); counts are added here.
+        license_bytes: Content of the source's license file, copied to ``LICENSE.txt``, or None.
+    """
+
+    def __init__(
+        self,
+        output: str,
+        temp_dir: str,
+        name: str,
+        split: str,
+        formats: tuple[str, ...],
+        class_names: list[str],
+        image_format: str,
+        manifest: dict[str, Any],
+        license_bytes: bytes | None = None,
+    ):
+        self._output = output
+        self._temp_dir = temp_dir
+        self._name = name
+        self._split = split
+        self._formats = tuple(formats)
+        self._class_names = list(class_names)
+        self._image_format = image_format
+        self._manifest = manifest
+        self._license = license_bytes
+
+    def _path(self, filename: str) -> str:
+        return FileSystems.join(self._output, filename)
+
+    def _publish(self, fmt: str, reports: list[ShardReport]) -> list[dict[str, Any]]:
+        # Empty files (bundles that saw no record) are dropped; an empty run still gets one valid empty shard.
+        kept = sorted((r for r in reports if r.fmt == fmt and r.num_records > 0), key=lambda r: (r.first_key, r.temp_path))
+        if not kept:
+            empty = FileSystems.join(self._temp_dir, f"{fmt}-empty")
+            WRITERS[fmt](empty, arrow_schema(self._class_names)).close()
+            kept = [ShardReport(fmt, empty, 0, 0, "", {}, {})]
+        count = len(kept)
+        targets = [self._path(shard_name(self._name, self._split, fmt, i, count)) for i in range(count)]
+        FileSystems.rename([r.temp_path for r in kept], targets)
+        sizes = [FileSystems.match([t])[0].metadata_list[0].size_in_bytes for t in targets]
+        return [
+            {"file": t.rsplit("/", 1)[-1], "records": r.num_records, "bytes": size}
+            for t, r, size in zip(targets, kept, sizes, strict=True)
+        ]
+
+    def process(self, _unused, reports: list[ShardReport], dead_letters: list[dict]):
+        """Renames shards, writes metadata, deletes the temporary directory; yields the manifest."""
+        shards = {fmt: self._publish(fmt, reports) for fmt in self._formats}
+        counted = [r for r in reports if r.fmt == self._formats[0]]
+        records = Counter()
+        sources = Counter()
+        for r in counted:
+            records.update(r.records_per_class)
+            sources.update(r.sources_per_class)
+
+        dead = sorted(dead_letters, key=lambda d: (d["source_key"], d["stage"]))
+        write_text(self._path(DEAD_LETTERS), "".join(json.dumps(d, sort_keys=True) + "\n" for d in dead))
+        write_text(self._path("label.labels.txt"), "".join(n + "\n" for n in self._class_names))
+        if "tfrecord" in self._formats:
+            lengths = {self._split: [s["records"] for s in shards["tfrecord"]]}
+            num_bytes = {self._split: sum(s["bytes"] for s in shards["tfrecord"])}
+            info = dataset_info_json(self._name, self._manifest.get("description", ""), lengths, num_bytes)
+            write_text(self._path("dataset_info.json"), json.dumps(info, indent=2) + "\n")
+            features = features_json(len(self._class_names), self._image_format)
+            write_text(self._path("features.json"), json.dumps(features, indent=2) + "\n")
+        if self._license is not None:
+            write_bytes(self._path("LICENSE.txt"), self._license)
+
+        manifest = dict(self._manifest)
+        images_in = manifest["listing"]["per_class"]
+        dead_per_class = Counter(d["label_name"] for d in dead)
+        manifest["counts"] = {
+            "images_in": sum(images_in.values()),
+            "images_ok": sum(sources.values()),
+            "dead_letters": len(dead),
+            "records_out": sum(records.values()),
+            "ignored_files": len(manifest["listing"]["ignored"]),
+            "skipped_non_images": len(manifest["listing"]["skipped"]),
+            "per_class": {
+                n: {
+                    "images_in": images_in.get(n, 0),
+                    "images_ok": sources.get(n, 0),
+                    "dead_letters": dead_per_class.get(n, 0),
+                    "records_out": records.get(n, 0),
+                }
+                for n in self._class_names
+            },
+        }
+        manifest["shards"] = shards
+        write_text(self._path(MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        FileSystems.delete([self._temp_dir])
+        yield manifest

@@ -1,0 +1,173 @@
+"""Shard files written by the expanding workers themselves: no shuffle of encoded copies.
+
+Each bundle writes its records to temporary files named uniquely per bundle attempt, and reports them in
+``finish_bundle``. Only reports of bundles that succeeded reach ``FinalizeFn``, which renames those files into
+place; files of failed or retried attempts are never reported and are deleted with the temporary directory.
+Determinism is defined on the set of records, not on which shard holds which record.
+
+Shape: record dicts -> WriteShardsFn -> ShardReport (one per file, emitted at the end of the bundle).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections import Counter
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
+
+from beam_jobs.sinks.writers import WRITERS
+from schemas.arrow import arrow_schema
+
+DEFAULT_MAX_SHARD_BYTES = 256 * 1024 * 1024
+
+
+class ShardReport(NamedTuple):
+    """One temporary shard file written by a successful bundle.
+
+    Attributes:
+        fmt: ``tfrecord`` or ``parquet``.
+        temp_path: Where the file is now.
+        num_records: Records in the file (read from the data, not from metrics).
+        num_bytes: Bytes written (TFRecord: exact file size; Parquet: approximate payload).
+        first_key: Smallest ``source_key`` in the file; orders shards deterministically.
+        records_per_class: Records per class name.
+        sources_per_class: Source images per class name (counted once per source).
+    """
+
+    fmt: str
+    temp_path: str
+    num_records: int
+    num_bytes: int
+    first_key: str
+    records_per_class: dict[str, int]
+    sources_per_class: dict[str, int]
+
+
+class _OpenShard:
+    def __init__(self, writer):
+        self.writer = writer
+        self.records = 0
+        self.first_key: str | None = None
+        self.per_class: Counter = Counter()
+        self.sources: Counter = Counter()
+
+
+class WriteShardsFn(beam.DoFn):
+    """Writes every record of a bundle into one temporary file per format (rolled over at a size limit).
+
+    Args:
+        temp_dir: Directory for temporary shard files (any Beam filesystem).
+        formats: Output formats, e.g. ``("tfrecord", "parquet")``.
+        class_names: Class names in label order (for the Parquet schema metadata).
+        first_copy_index: 0 when originals are included, else 1; a record with this index starts a source.
+        max_shard_bytes: Roll over to a new file after this many bytes.
+        progress_dir: Local directory where counts are dropped for the launcher's progress line, or None.
+    """
+
+    def __init__(
+        self,
+        temp_dir: str,
+        formats: tuple[str, ...],
+        class_names: list[str],
+        first_copy_index: int,
+        max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+        progress_dir: str | None = None,
+    ):
+        self._temp_dir = temp_dir
+        self._formats = tuple(formats)
+        self._class_names = list(class_names)
+        self._first_copy_index = first_copy_index
+        self._max_shard_bytes = max_shard_bytes
+        self._progress_dir = progress_dir
+        self._shards_written = Metrics.counter("beam_expand", "shards_written")
+
+    def setup(self):
+        """Builds the Arrow schema once; picks a progress file name for this instance."""
+        self._schema = arrow_schema(self._class_names)
+        self._progress_path = None
+        if self._progress_dir:
+            self._progress_path = os.path.join(self._progress_dir, f"{uuid.uuid4().hex}.json")
+        self._progress_records = 0
+        self._progress_sources = 0
+        self._progress_at = 0.0
+
+    def start_bundle(self):
+        """Starts a bundle with no open files."""
+        self._open: dict[str, _OpenShard] = {}
+        self._done: list[ShardReport] = []
+
+    def _shard(self, fmt: str) -> _OpenShard:
+        if fmt not in self._open:
+            path = FileSystems.join(self._temp_dir, f"{fmt}-{uuid.uuid4().hex}")
+            self._open[fmt] = _OpenShard(WRITERS[fmt](path, self._schema))
+        return self._open[fmt]
+
+    def _close(self, fmt: str) -> None:
+        shard = self._open.pop(fmt)
+        shard.writer.close()
+        self._shards_written.inc()
+        self._done.append(
+            ShardReport(
+                fmt,
+                shard.writer.path,
+                shard.records,
+                shard.writer.num_bytes,
+                shard.first_key or "",
+                dict(shard.per_class),
+                dict(shard.sources),
+            )
+        )
+
+    def process(self, record: dict[str, Any]):
+        """Appends a record to this bundle's open files; nothing is emitted until the bundle finishes."""
+        key = record["source_key"]
+        starts_source = record["copy_index"] == self._first_copy_index
+        if starts_source:
+            # Roll over only between sources, so all copies of one source stay in one file.
+            self._roll_over_full()
+        for fmt in self._formats:
+            shard = self._shard(fmt)
+            shard.writer.write(record)
+            shard.records += 1
+            shard.per_class[record["label_name"]] += 1
+            if starts_source:
+                shard.sources[record["label_name"]] += 1
+            if shard.first_key is None or key < shard.first_key:
+                shard.first_key = key
+        self._progress_records += 1
+        self._progress_sources += int(starts_source)
+        self._report_progress(force=False)
+        return ()
+
+    def _roll_over_full(self) -> None:
+        for fmt in list(self._open):
+            if self._open[fmt].writer.num_bytes >= self._max_shard_bytes:
+                self._close(fmt)
+
+    def _report_progress(self, force: bool) -> None:
+        if self._progress_path is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._progress_at < 0.5:
+            return
+        self._progress_at = now
+        tmp = self._progress_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"records": self._progress_records, "sources": self._progress_sources}, f)
+        os.replace(tmp, self._progress_path)
+
+    def finish_bundle(self):
+        """Closes the bundle's files and emits one ``ShardReport`` per file."""
+        for fmt in list(self._open):
+            self._close(fmt)
+        self._report_progress(force=True)
+        for report in self._done:
+            yield GlobalWindows.windowed_value(report)
+        self._done = []

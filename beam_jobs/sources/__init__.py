@@ -1,0 +1,1 @@
+"""Input sources: image folders, streamed archives, named datasets and their downloads."""

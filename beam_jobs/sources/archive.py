@@ -1,0 +1,120 @@
+"""Tar archives (``.tar``, ``.tgz``, ``.tar.gz``, ...) read by streaming, member by member; never extracted.
+
+Member paths are never trusted: absolute names, ``..`` components, links, devices and other non-regular members
+are ignored and reported, so nothing is ever written anywhere because of an archive. When every member sits
+under one top-level folder (``flower_photos/...``), that folder is the dataset root and keys are relative to it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import tarfile
+from collections.abc import Iterator
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from beam_jobs.errors import UserError
+from beam_jobs.sources.listing import Listing, build_listing
+from schemas.source import SourceImage
+
+ARCHIVE_SUFFIXES = (".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+MAX_MEMBER_BYTES = 256 * 1024 * 1024
+LICENSE_NAMES = ("LICENSE.txt", "LICENSE", "LICENSE.md")
+
+
+def is_archive(path: str) -> bool:
+    """Says whether a path names a tar archive by its suffix."""
+    return path.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def safe_name(name: str) -> str | None:
+    """Returns the normalized POSIX member name, or None if it is absolute or escapes the archive."""
+    name = name.replace("\\", "/")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return None
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return "/".join(parts)
+
+
+def iter_members(path: str, with_data: bool) -> Iterator[tuple[str | None, tarfile.TarInfo, bytes | None]]:
+    """Streams an archive, yielding ``(safe name or None, member, data or None)`` for every member.
+
+    Data is read only for regular files of at most ``MAX_MEMBER_BYTES`` when ``with_data`` is set.
+    """
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        with tarfile.open(fileobj=raw, mode="r|*") as tar:
+            for member in tar:
+                name = safe_name(member.name) if member.isreg() else None
+                data = None
+                if with_data and name is not None and member.size <= MAX_MEMBER_BYTES:
+                    f = tar.extractfile(member)
+                    data = f.read() if f is not None else None
+                yield name, member, data
+
+
+def list_archive(path: str) -> tuple[Listing, str, bytes | None]:
+    """Lists an archive's images in one streaming pass.
+
+    Returns:
+        The listing (image keys relative to the root folder), the root prefix (e.g. ``flower_photos/``) and the
+        bytes of a ``LICENSE.txt`` found at the root, if any.
+
+    Raises:
+        UserError: The archive cannot be read or holds no class folders with images.
+    """
+    names, unsafe = [], []
+    sizes: dict[str, int] = {}
+    licenses: dict[str, bytes] = {}
+    try:
+        for name, member, data in iter_members(path, with_data=False):
+            if name is None:
+                unsafe.append(member.name)
+                continue
+            names.append(name)
+            sizes[name] = member.size
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise UserError(f"cannot read archive {path}: {e}; pass a valid .tar/.tgz or a folder as --source") from None
+    tops = {n.split("/")[0] for n in names}
+    prefix = ""
+    if len(tops) == 1 and all("/" in n for n in names):
+        prefix = tops.pop() + "/"
+    entries = [(n[len(prefix) :], None, sizes[n]) for n in names if n.startswith(prefix)]
+    listing = build_listing(entries)
+    listing.ignored.extend(sorted(unsafe))
+    if not listing.images:
+        raise UserError(f"archive {path} holds no images in class folders (<class>/<image>.jpg)")
+    wanted = {prefix + n for n in LICENSE_NAMES}
+    if wanted & set(names):
+        for name, _, data in iter_members(path, with_data=True):
+            if name in wanted and data is not None:
+                licenses[name] = data
+                break
+    license_bytes = next(iter(licenses.values()), None)
+    return listing, prefix, license_bytes
+
+
+class ReadArchiveFn(beam.DoFn):
+    """Streams one archive and emits a ``SourceImage`` (with its bytes) for every selected member.
+
+    Args:
+        prefix: Root folder inside the archive (``flower_photos/``), stripped from keys.
+        selected: Key -> (label, label_name) of the members to emit.
+    """
+
+    def __init__(self, prefix: str, selected: dict[str, tuple[int, str]]):
+        self._prefix = prefix
+        self._selected = selected
+
+    def process(self, path: str):
+        """Yields ``SourceImage``s in archive order; the pipeline reshuffles them before decoding."""
+        for name, _, data in iter_members(path, with_data=True):
+            if name is None or not name.startswith(self._prefix):
+                continue
+            key = name[len(self._prefix) :]
+            if key in self._selected:
+                label, label_name = self._selected[key]
+                yield SourceImage(key=key, label=label, label_name=label_name, data=data or b"")

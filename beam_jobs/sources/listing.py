@@ -1,0 +1,124 @@
+"""What a source holds, found before the pipeline starts (for ``--dry-run``, progress and the manifest).
+
+Layout (``flow_from_directory`` / tf_flowers ``flower_photos``): one sub-folder per class under the dataset root;
+class names are the sorted folder names and a label is the index into them. Files directly at the root are
+ignored and reported; files with a non-image extension inside class folders are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+
+from apache_beam.io.filesystems import FileSystems
+
+from beam_jobs.errors import UserError
+from schemas.source import SourceImage
+
+# Keras's flow_from_directory white list, plus webp and gif.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp", ".gif"})
+_JUNK = ("__MACOSX", ".DS_Store", "Thumbs.db")
+
+
+@dataclass
+class Listing:
+    """The inputs of one run.
+
+    Attributes:
+        class_names: Sorted class names; ``label`` indexes into them.
+        images: Selected inputs (path or archive key), sorted by key.
+        ignored: Keys of files outside class folders or of junk entries (reported, not read).
+        skipped: Keys of files in class folders without an image extension (counted).
+        sizes: Bytes per selected key, where known (for the dry-run estimate).
+    """
+
+    class_names: list[str]
+    images: list[SourceImage]
+    ignored: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    def per_class(self) -> dict[str, int]:
+        """Returns the number of selected images per class name, in class order."""
+        counts = dict.fromkeys(self.class_names, 0)
+        for item in self.images:
+            counts[item.label_name] += 1
+        return counts
+
+
+def classify_key(key: str) -> str:
+    """Says what a relative key is: ``image``, ``skipped`` (non-image in a class folder) or ``ignored``."""
+    parts = key.split("/")
+    if any(p in _JUNK or p.startswith(".") for p in parts):
+        return "ignored"
+    if len(parts) < 2:
+        return "ignored"
+    return "image" if posixpath.splitext(parts[-1])[1].lower() in IMAGE_EXTENSIONS else "skipped"
+
+
+def build_listing(entries: list[tuple[str, str | None, int]]) -> Listing:
+    """Builds a listing from ``(key, path, size)`` entries with keys relative to the dataset root."""
+    images, ignored, skipped, sizes = [], [], [], {}
+    names = sorted({key.split("/")[0] for key, _, _ in entries if classify_key(key) == "image"})
+    index = {name: i for i, name in enumerate(names)}
+    for key, path, size in sorted(entries):
+        kind = classify_key(key)
+        if kind == "ignored":
+            ignored.append(key)
+        elif kind == "skipped":
+            skipped.append(key)
+        else:
+            name = key.split("/")[0]
+            images.append(SourceImage(key=key, label=index[name], label_name=name, path=path))
+            sizes[key] = size
+    return Listing(class_names=names, images=images, ignored=ignored, skipped=skipped, sizes=sizes)
+
+
+def list_folder(root: str) -> Listing:
+    """Lists an image folder on any Beam filesystem (local path, ``gs://``, ...).
+
+    Raises:
+        UserError: The folder does not exist or holds no class folders with images.
+    """
+    root = root.rstrip("/")
+    try:
+        matches = FileSystems.match([root + "/**"])[0].metadata_list
+    except Exception as e:  # BeamIOError wraps the filesystem's own error
+        raise UserError(f"cannot list {root}: {e}") from None
+    entries = []
+    for meta in matches:
+        rel = meta.path[len(root) :].lstrip("/").replace("\\", "/")
+        entries.append((rel, meta.path, meta.size_in_bytes))
+    listing = build_listing(entries)
+    if not listing.images:
+        raise UserError(
+            f"no images found in class sub-folders of {root} (expected {root}/<class>/<image>.jpg); "
+            "check --source / SOURCE="
+        )
+    return listing
+
+
+def select(listing: Listing, classes: list[str] | None, limit: int | None) -> Listing:
+    """Applies ``--classes`` and ``--limit``.
+
+    ``--classes`` keeps the named classes (labels re-indexed over the kept names). ``--limit N`` keeps N images
+    chosen by a stable hash of their keys, so the sample spreads over classes and never depends on listing order.
+
+    Raises:
+        UserError: A named class does not exist.
+    """
+    from transforms.seeding import stable_fraction
+
+    images = listing.images
+    names = listing.class_names
+    if classes:
+        unknown = [c for c in classes if c not in names]
+        if unknown:
+            raise UserError(f"--classes: unknown class(es) {unknown}; the source has: {', '.join(names)}")
+        names = sorted(classes)
+        index = {n: i for i, n in enumerate(names)}
+        images = [s._replace(label=index[s.label_name]) for s in images if s.label_name in index]
+    if limit is not None:
+        images = sorted(sorted(images, key=lambda s: stable_fraction(s.key, "limit"))[:limit], key=lambda s: s.key)
+    sizes = {s.key: listing.sizes.get(s.key, 0) for s in images}
+    return Listing(names, images, listing.ignored, listing.skipped, sizes)

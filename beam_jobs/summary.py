@@ -1,0 +1,66 @@
+"""Human-readable text for the end of a run and for ``--dry-run``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(("{:<%d}" if i == 0 else "{:>%d}") % w for i, w in enumerate(widths))
+    lines = [fmt.format(*header), fmt.format(*["-" * w for w in widths])]
+    lines += [fmt.format(*[str(c) for c in r]) for r in rows]
+    return "\n".join("  " + line for line in lines)
+
+
+def policy_text(policy: dict[str, Any]) -> str:
+    """Returns the effective policy as one line per op."""
+    lines = []
+    for op in policy.get("ops", []):
+        args = {k: v for k, v in op.items() if k != "op"}
+        lines.append(f"  {op['op']}: {json.dumps(args, sort_keys=True)}")
+    return "\n".join(lines)
+
+
+def dry_run_text(plan: dict[str, Any]) -> str:
+    """Returns the ``--dry-run`` report: images per class, copies, estimated output size."""
+    per_class = plan["per_class"]
+    per_image = plan["records_per_image"]
+    rows = [[name, f"{n:,}", f"{n * per_image:,}"] for name, n in per_class.items()]
+    rows.append(["total", f"{sum(per_class.values()):,}", f"{sum(per_class.values()) * per_image:,}"])
+    est = plan["estimated_bytes"]
+    return "\n".join(
+        [
+            f"source: {plan['source']} ({plan['kind']})",
+            f"classes: {len(per_class)}; ignored files: {plan['ignored']}; skipped non-images: {plan['skipped']}",
+            _table(rows, ["class", "images", "records out"]),
+            f"records per image: {per_image}; formats: {', '.join(plan['formats'])}",
+            f"estimated output: {est / 1e6:,.1f} MB per format (from input sizes; a rough guide)",
+            "policy:",
+            policy_text(plan["policy"]),
+        ]
+    )
+
+
+def run_summary_text(manifest: dict[str, Any], wall_seconds: float, runner: str, output: str) -> str:
+    """Returns the end-of-run summary: counts, per-class table, wall time and copies/s."""
+    c = manifest["counts"]
+    rows = [
+        [n, f"{v['images_in']:,}", f"{v['images_ok']:,}", f"{v['dead_letters']:,}", f"{v['records_out']:,}"]
+        for n, v in c["per_class"].items()
+    ]
+    rows.append(
+        ["total", f"{c['images_in']:,}", f"{c['images_ok']:,}", f"{c['dead_letters']:,}", f"{c['records_out']:,}"]
+    )
+    rate = c["records_out"] / wall_seconds if wall_seconds > 0 else 0.0
+    shards = ", ".join(f"{len(v)} {k}" for k, v in manifest["shards"].items())
+    return "\n".join(
+        [
+            f"beam-expand: wrote {c['records_out']:,} records ({shards} shards) to {output}",
+            _table(rows, ["class", "images in", "ok", "dead letters", "records out"]),
+            f"ignored files: {c['ignored_files']}; skipped non-images: {c['skipped_non_images']}; "
+            f"dead letters: {c['dead_letters']} (see dead_letter.jsonl)",
+            f"runner: {runner}; wall time {wall_seconds:,.1f}s; {rate:,.1f} records/s",
+        ]
+    )

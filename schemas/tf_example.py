@@ -1,0 +1,81 @@
+"""``tf.train.Example`` encoding without TensorFlow.
+
+Workers must not import TensorFlow (5 s and ~700 MB per process), and an Example is a small protobuf, so it is
+written here straight in the protobuf wire format:
+
+    Example  { Features features = 1; }
+    Features { map<string, Feature> feature = 1; }      # map entry: { string key = 1; Feature value = 2; }
+    Feature  { oneof { BytesList bytes_list = 1; FloatList float_list = 2; Int64List int64_list = 3; } }
+    BytesList { repeated bytes value = 1; }   Int64List { repeated int64 value = 1 [packed = true]; }
+
+Keys are written in sorted order, so the same record always gives the same bytes. ``tf_feature_spec`` (which
+does import TensorFlow) is for readers and tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from schemas.record import FIELDS
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # int64 is encoded as its two's-complement uint64
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _delimited(field_number: int, payload: bytes) -> bytes:
+    return _varint((field_number << 3) | 2) + _varint(len(payload)) + payload
+
+
+def _feature(kind: str, value: Any) -> bytes:
+    if kind in ("int64", "class_label"):
+        packed = b"".join(_varint(int(v)) for v in _as_list(value))
+        return _delimited(3, _delimited(1, packed))
+    items = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in _as_list(value)]
+    return _delimited(1, b"".join(_delimited(1, item) for item in items))
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+_KINDS = {f.name: f.kind for f in FIELDS}
+
+
+def encode_example(record: Mapping[str, Any]) -> bytes:
+    """Serializes one record as a ``tf.train.Example``.
+
+    Args:
+        record: Mapping from every field of ``schemas.FIELDS`` to its value (``bytes`` for the image, ``int``
+            or ``str`` for the rest).
+
+    Returns:
+        The serialized Example; it parses into the same message TensorFlow builds from these values, and the
+        same record always gives the same bytes (keys in sorted order).
+
+    Raises:
+        KeyError: If a declared field is missing.
+    """
+    entries = []
+    for name in sorted(_KINDS):
+        entry = _delimited(1, name.encode("utf-8")) + _delimited(2, _feature(_KINDS[name], record[name]))
+        entries.append(_delimited(1, entry))
+    return _delimited(1, b"".join(entries))
+
+
+def tf_feature_spec() -> dict:
+    """Returns the ``tf.io.parse_single_example`` spec for the record (imports TensorFlow)."""
+    import tensorflow as tf
+
+    dtype = {"image": tf.string, "string": tf.string, "int64": tf.int64, "class_label": tf.int64}
+    return {f.name: tf.io.FixedLenFeature([], dtype[f.kind]) for f in FIELDS}

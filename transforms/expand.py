@@ -1,0 +1,181 @@
+"""Fan-out of one source image into its copies: the pure function and the Beam DoFn around it.
+
+Shape of the data::
+
+    SourceImage(key, label, label_name, path|data)
+      -> ExpandFn -> record dicts (schemas.FIELDS), copy_index 0 (original, optional) and 1..K
+                  -> 'dead_letter' tag: {source_key, stage, reason, error_type, message, sha256}
+
+Decode happens once per source, resize once per source, then K augment+encode steps, all fused in one call: no
+pixels ever leave the worker. A source yields all of its records from one ``process`` call, or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from schemas.source import SourceImage
+from transforms.codec import DecodeError, decode_image, encode_image, encode_step
+from transforms.geometric import Resize
+from transforms.policies import Policy
+
+DEAD_LETTER = "dead_letter"
+METRICS_NAMESPACE = "beam_expand"
+
+
+def expand_image(
+    data: bytes,
+    key: str,
+    label: int,
+    label_name: str,
+    *,
+    policy: Policy,
+    copies: int,
+    seed: int,
+    include_original: bool = False,
+    resize: Resize | None = None,
+    image_format: str = "jpeg",
+    quality: int = 95,
+) -> list[dict[str, Any]]:
+    """Decodes one source image and returns its output records.
+
+    Args:
+        data: The source's encoded bytes.
+        key: Stable source key (seeds every copy).
+        label: Class index; copied unchanged to every record.
+        label_name: Class name.
+        policy: Ops applied to every augmented copy.
+        copies: K, the number of augmented copies.
+        seed: Job seed.
+        include_original: Also emit the unaugmented image as copy 0.
+        resize: Optional resize applied once, before the copies.
+        image_format: Output encoding.
+        quality: JPEG/WebP quality.
+
+    Returns:
+        Records (dicts with every field of ``schemas.FIELDS``), original first then copies 1..K.
+
+    Raises:
+        DecodeError: The bytes are not a usable image.
+    """
+    image, decode_step = decode_image(data)
+    base_steps = [decode_step]
+    if resize is not None:
+        image = resize.apply(image, {})
+        base_steps.append(resize.step({}))
+    final = encode_step(image_format, quality)
+
+    def record(pixels, copy_index: int, steps: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "image": encode_image(pixels, image_format, quality),
+            "label": label,
+            "label_name": label_name,
+            "source_key": key,
+            "copy_index": copy_index,
+            "recipe": json.dumps(steps, separators=(",", ":"), sort_keys=True),
+            "height": int(pixels.shape[0]),
+            "width": int(pixels.shape[1]),
+        }
+
+    records = []
+    if include_original:
+        records.append(record(image, 0, [*base_steps, final]))
+    for copy_index in range(1, copies + 1):
+        pixels, steps = policy.augment(image, seed, key, copy_index)
+        records.append(record(pixels, copy_index, [*base_steps, *steps, final]))
+    return records
+
+
+def dead_letter(source: SourceImage, stage: str, reason: str, error: BaseException, data: bytes | None) -> dict:
+    """Builds the dead-letter entry for a source that produced no records."""
+    return {
+        "source_key": source.key,
+        "label_name": source.label_name,
+        "stage": stage,
+        "reason": reason,
+        "error_type": type(error).__name__,
+        "message": str(error)[:500],
+        "sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
+    }
+
+
+class ExpandFn(beam.DoFn):
+    """Reads (if needed), decodes once and emits K augmented copies per ``SourceImage``.
+
+    Args:
+        policy_config: ``Policy.to_config()`` dict; the policy is built in ``setup``.
+        copies: K.
+        seed: Job seed.
+        include_original: Also emit copy 0, the unaugmented image.
+        image_size: Optional ``(height, width)`` resize before augmenting.
+        image_format: ``jpeg``, ``png`` or ``webp``.
+        quality: JPEG/WebP quality.
+    """
+
+    def __init__(
+        self,
+        policy_config: dict,
+        copies: int,
+        seed: int,
+        include_original: bool = False,
+        image_size: tuple[int, int] | None = None,
+        image_format: str = "jpeg",
+        quality: int = 95,
+    ):
+        self._policy_config = policy_config
+        self._copies = copies
+        self._seed = seed
+        self._include_original = include_original
+        self._image_size = image_size
+        self._image_format = image_format
+        self._quality = quality
+        self._images_ok = Metrics.counter(METRICS_NAMESPACE, "images_ok")
+        self._copies_out = Metrics.counter(METRICS_NAMESPACE, "records_out")
+        self._dead = Metrics.counter(METRICS_NAMESPACE, "dead_letters")
+
+    def setup(self):
+        """Builds the policy once per DoFn instance; one OpenCV thread per worker (Beam parallelizes)."""
+        import cv2
+
+        cv2.setNumThreads(1)
+        self._policy = Policy.from_config(self._policy_config)
+        self._resize = Resize(*self._image_size) if self._image_size else None
+
+    def process(self, source: SourceImage):
+        """Yields the source's records, or one tagged dead letter."""
+        data = source.data
+        if data is None:
+            try:
+                with FileSystems.open(source.path) as f:
+                    data = f.read()
+            except OSError as e:
+                self._dead.inc()
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(source, "read", "unreadable", e, None))
+                return
+        try:
+            records = expand_image(
+                data,
+                source.key,
+                source.label,
+                source.label_name,
+                policy=self._policy,
+                copies=self._copies,
+                seed=self._seed,
+                include_original=self._include_original,
+                resize=self._resize,
+                image_format=self._image_format,
+                quality=self._quality,
+            )
+        except DecodeError as e:
+            self._dead.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(source, "decode", e.reason, e, data))
+            return
+        self._images_ok.inc()
+        self._copies_out.inc(len(records))
+        yield from records

@@ -1,0 +1,1 @@
+"""Pure image kernels by family; op classes in ``transforms`` call these with sampled params."""

@@ -1,0 +1,157 @@
+"""Geometric kernels on uint8 HWC images (OpenCV), including the Keras-exact ``ImageDataGenerator`` warp.
+
+Keras's ``apply_affine_transform`` builds a 3x3 matrix, centres it on ``(h/2 - 0.5, w/2 - 0.5)`` in its own
+"x, y" order and hands it to ``scipy.ndimage.affine_transform`` per channel. The same inverse map, given to
+``cv2.warpAffine`` with ``WARP_INVERSE_MAP``, reproduces Keras's pixels within rounding at a fraction of the cost.
+Two of scipy's legacy border modes differ from OpenCV's borders and are emulated here:
+
+* ``constant``: scipy gives ``cval`` to every output point whose source coordinate falls outside
+  ``[0, n - 1]``; OpenCV's BORDER_CONSTANT blends the edge pixel with ``cval``. We warp with replicated borders and
+  then mask the outside points.
+* ``wrap``: scipy's legacy wrap repeats with period ``n - 1`` (not ``n``); we compute scipy's wrapped source
+  coordinates and ``cv2.remap`` them.
+
+``nearest`` and ``reflect`` match OpenCV's BORDER_REPLICATE and BORDER_REFLECT directly.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+FILL_MODES = ("constant", "nearest", "reflect", "wrap")
+_BORDER = {"nearest": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT}
+_INTERP = {0: cv2.INTER_NEAREST, 1: cv2.INTER_LINEAR}
+
+
+def keras_transform_matrix(
+    height: int,
+    width: int,
+    theta: float = 0.0,
+    tx: float = 0.0,
+    ty: float = 0.0,
+    shear: float = 0.0,
+    zx: float = 1.0,
+    zy: float = 1.0,
+) -> np.ndarray | None:
+    """Builds Keras's centred 3x3 inverse transform (``apply_affine_transform``), or None for the identity.
+
+    The matrix maps output to input coordinates in Keras's "x, y" order where x indexes *columns* for OpenCV;
+    Keras centres x on ``height`` and y on ``width``, the transposition reported as keras#17398, kept on purpose so
+    copies replay in Keras.
+    """
+    matrix = None
+
+    def chain(m: np.ndarray) -> None:
+        nonlocal matrix
+        matrix = m if matrix is None else matrix @ m
+
+    if theta != 0:
+        t = np.deg2rad(theta)
+        chain(np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]]))
+    if tx != 0 or ty != 0:
+        chain(np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1]], dtype=np.float64))
+    if shear != 0:
+        s = np.deg2rad(shear)
+        chain(np.array([[1, -np.sin(s), 0], [0, np.cos(s), 0], [0, 0, 1]]))
+    if zx != 1 or zy != 1:
+        chain(np.array([[zx, 0, 0], [0, zy, 0], [0, 0, 1]], dtype=np.float64))
+    if matrix is None:
+        return None
+    o_x, o_y = float(height) / 2 - 0.5, float(width) / 2 - 0.5
+    offset = np.array([[1, 0, o_x], [0, 1, o_y], [0, 0, 1]])
+    reset = np.array([[1, 0, -o_x], [0, 1, -o_y], [0, 0, 1]])
+    return offset @ matrix @ reset
+
+
+def _scipy_wrap(coord: np.ndarray, n: int) -> np.ndarray:
+    # scipy.ndimage's legacy NI_EXTEND_WRAP on continuous coordinates: period n - 1, as in ni_interpolation.c.
+    if n <= 1:
+        return np.zeros_like(coord)
+    size = n - 1
+    out = coord.copy()
+    low = coord < 0
+    out[low] += size * (np.trunc(-coord[low] / size) + 1)
+    high = coord > n - 1
+    out[high] -= size * np.trunc(coord[high] / size)
+    return out
+
+
+def _source_coords(inverse: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    src_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
+    src_y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+    return src_x, src_y
+
+
+def warp_affine_inverse(
+    image: np.ndarray,
+    inverse: np.ndarray,
+    fill_mode: str = "nearest",
+    cval: float = 0.0,
+    order: int = 1,
+) -> np.ndarray:
+    """Warps ``image`` by an inverse map (output pixel -> source pixel), with scipy.ndimage's border semantics.
+
+    Args:
+        image: uint8 or float32 HWC image.
+        inverse: 2x3 (or 3x3) matrix taking output ``(col, row, 1)`` to source ``(col, row)``.
+        fill_mode: ``constant``, ``nearest``, ``reflect`` or ``wrap`` (scipy.ndimage legacy meaning).
+        cval: Fill value for ``constant``.
+        order: 0 (nearest neighbour) or 1 (bilinear).
+
+    Returns:
+        A new image of the same shape and dtype.
+    """
+    if fill_mode not in FILL_MODES:
+        raise ValueError(f"fill_mode must be one of {FILL_MODES}, got {fill_mode!r}")
+    if order not in _INTERP:
+        raise ValueError(f"interpolation order must be 0 or 1, got {order!r}")
+    height, width = image.shape[:2]
+    m = np.asarray(inverse, dtype=np.float64)[:2]
+    interp = _INTERP[order] | cv2.WARP_INVERSE_MAP
+    if fill_mode in _BORDER and order == 1:
+        out = cv2.warpAffine(image, m, (width, height), flags=interp, borderMode=_BORDER[fill_mode])
+        return out.reshape(image.shape)
+    # Explicit coordinates: scipy's wrap, scipy's constant mask, and scipy's round-half-up nearest neighbour.
+    src_x, src_y = _source_coords(m, height, width)
+    outside = None
+    if fill_mode == "constant":
+        outside = (src_x < 0) | (src_x > width - 1) | (src_y < 0) | (src_y > height - 1)
+    elif fill_mode == "wrap":
+        src_x, src_y = _scipy_wrap(src_x, width), _scipy_wrap(src_y, height)
+    border = _BORDER.get(fill_mode, cv2.BORDER_REPLICATE)
+    if order == 0:
+        src_x, src_y = np.floor(src_x + 0.5), np.floor(src_y + 0.5)
+        out = cv2.remap(image, src_x.astype(np.float32), src_y.astype(np.float32), cv2.INTER_NEAREST, borderMode=border)
+    else:
+        out = cv2.remap(image, src_x.astype(np.float32), src_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=border)
+    out = out.reshape(image.shape)
+    if outside is not None:
+        out[outside] = np.clip(round(cval), 0, 255) if out.dtype == np.uint8 else cval
+    return out
+
+
+def flip(image: np.ndarray, horizontal: bool, vertical: bool) -> np.ndarray:
+    """Flips left-right and/or up-down; returns a new contiguous array."""
+    if horizontal and vertical:
+        return np.ascontiguousarray(image[::-1, ::-1])
+    if horizontal:
+        return np.ascontiguousarray(image[:, ::-1])
+    if vertical:
+        return np.ascontiguousarray(image[::-1])
+    return image.copy()
+
+
+_RESIZE = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "area": cv2.INTER_AREA}
+RESIZE_METHODS = tuple(_RESIZE)
+
+
+def resize(image: np.ndarray, height: int, width: int, interpolation: str = "area") -> np.ndarray:
+    """Resizes to ``(height, width)`` with OpenCV; ``area`` is the right choice for shrinking photos."""
+    if interpolation not in _RESIZE:
+        raise ValueError(f"interpolation must be one of {RESIZE_METHODS}, got {interpolation!r}")
+    if image.shape[:2] == (height, width):
+        return image.copy()
+    out = cv2.resize(image, (width, height), interpolation=_RESIZE[interpolation])
+    return out.reshape(height, width, image.shape[2])

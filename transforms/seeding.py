@@ -1,0 +1,40 @@
+"""Randomness as a pure function of (job seed, stable source key, copy index, op position).
+
+Never global RNG state, Python ``hash()`` (salted per process), bundle order, worker id or time: a Beam retry,
+a rerun or a run with more workers must draw exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+
+def key_digest(source_key: str) -> tuple[int, int, int, int]:
+    """Returns a stable 128-bit digest of ``source_key`` as four 32-bit words (blake2b, never ``hash()``)."""
+    digest = hashlib.blake2b(source_key.encode("utf-8"), digest_size=16).digest()
+    return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))  # type: ignore[return-value]
+
+
+def op_rng(seed: int, source_key: str, copy_index: int, op_index: int) -> np.random.Generator:
+    """Returns the generator for one op of one copy of one source image.
+
+    Args:
+        seed: The job seed (non-negative).
+        source_key: Stable id of the source image.
+        copy_index: 1..K for augmented copies.
+        op_index: Position of the op in the flattened policy.
+
+    Returns:
+        A fresh ``numpy.random.Generator`` (PCG64) seeded from a ``SeedSequence`` of those values.
+    """
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    return np.random.default_rng([seed, *key_digest(source_key), copy_index, op_index])
+
+
+def stable_fraction(source_key: str, salt: str = "") -> float:
+    """Maps a key to a deterministic number in [0, 1), e.g. for sampling or split assignment."""
+    digest = hashlib.sha256(f"{salt}\0{source_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
