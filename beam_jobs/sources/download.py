@@ -65,10 +65,10 @@ def fetch(url: str, cache_dir: str, filename: str, sha256: str | None, size: int
     fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=cache_dir)
     try:
         with os.fdopen(fd, "wb") as out:
-            _download(url, out, size)
+            _download(url, out, size, hint)
         problem = verify(tmp, sha256, size)
         if problem is not None:
-            raise UserError(f"download from {url} failed verification: {problem}; nothing was cached. {hint}")
+            raise UserError(f"download from {url} failed verification: {problem}; nothing was cached; {hint}")
         os.replace(tmp, target)
         return target
     finally:
@@ -76,14 +76,14 @@ def fetch(url: str, cache_dir: str, filename: str, sha256: str | None, size: int
             os.remove(tmp)
 
 
-def _download(url: str, out, expected: int | None) -> None:
+def _download(url: str, out, expected: int | None, hint: str) -> None:
     try:
         response = urllib.request.urlopen(url, timeout=30)  # noqa: S310 (http(s) and file URLs on purpose)
     except urllib.error.HTTPError as e:
-        raise UserError(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
+        raise UserError(f"cannot download {url}: HTTP {e.code} {e.reason}; {hint}") from None
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
-        raise UserError(f"cannot reach {url} ({reason})") from None
+        raise UserError(f"cannot reach {url} ({reason}); {hint}") from None
     total = expected or int(response.headers.get("Content-Length") or 0) or None
     done, last = 0, 0.0
     interactive = sys.stderr.isatty()
@@ -92,7 +92,7 @@ def _download(url: str, out, expected: int | None) -> None:
             try:
                 chunk = response.read(CHUNK)
             except OSError as e:
-                raise UserError(f"download from {url} broke off after {done:,} bytes ({e})") from None
+                raise UserError(f"download from {url} broke off after {done:,} bytes ({e}); {hint}") from None
             if not chunk:
                 break
             out.write(chunk)

@@ -1,0 +1,156 @@
+"""Sources: folder listing rules, streamed archives with hostile member names, and verified downloads."""
+
+import hashlib
+import http.server
+import io
+import os
+import socket
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from beam_jobs.errors import UserError
+from beam_jobs.sources import datasets
+from beam_jobs.sources.archive import list_archive, safe_name
+from beam_jobs.sources.datasets import RemoteDataset, resolve
+from beam_jobs.sources.listing import list_folder, select
+from tests.fixtures import make_tgz
+
+
+def test_folder_listing_sorts_classes_and_reports_other_files(image_folder):
+    (image_folder / "stray.jpg").write_bytes(b"x")
+    (image_folder / "owls" / ".DS_Store").write_bytes(b"x")
+    (image_folder / "owls" / "labels.csv").write_text("x")
+    (image_folder / "cats" / "nested").mkdir()
+    (image_folder / "cats" / "nested" / "deep.jpg").write_bytes(b"x")
+    listing = list_folder(str(image_folder))
+    assert listing.class_names == ["cats", "dogs", "owls"]
+    assert listing.per_class() == {"cats": 5, "dogs": 4, "owls": 4}
+    assert "cats/nested/deep.jpg" in {s.key for s in listing.images}
+    assert set(listing.ignored) == {"stray.jpg", "owls/.DS_Store"} and listing.skipped == ["owls/labels.csv"]
+    assert all(not s.key.startswith("/") for s in listing.images)
+
+
+def test_limit_is_a_stable_sample_and_classes_reindex(image_folder):
+    listing = list_folder(str(image_folder))
+    a = select(listing, None, 5)
+    assert [s.key for s in a.images] == [s.key for s in select(listing, None, 5).images] and len(a.images) == 5
+    b = select(listing, ["owls", "dogs"], None)
+    assert b.class_names == ["dogs", "owls"] and {s.label for s in b.images if s.label_name == "owls"} == {1}
+    with pytest.raises(UserError, match="unknown class"):
+        select(listing, ["zebras"], None)
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [("a/b.jpg", "a/b.jpg"), ("./a//b.jpg", "a/b.jpg"), ("../x.jpg", None), ("/abs/x.jpg", None),
+     ("a/../../x.jpg", None), ("C:\\x.jpg", None)],
+)  # fmt: skip
+def test_safe_name(name, safe):
+    assert safe_name(name) == safe
+
+
+def test_archive_listing_ignores_hostile_members(image_folder, tmp_path):
+    tgz = tmp_path / "evil.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        for path in sorted(image_folder.rglob("*.jpg")):
+            tar.add(path, arcname=f"root/{path.relative_to(image_folder).as_posix()}")
+        for name in ["../escape.jpg", "/abs/x.jpg", "root/__MACOSX/cats/._a.jpg"]:
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"abc"))
+        link = tarfile.TarInfo("root/cats/link.jpg")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/passwd"
+        tar.addfile(link)
+    listing, prefix, _ = list_archive(str(tgz))
+    assert prefix == "root/"  # hostile names are set aside before the root folder is found
+    assert listing.class_names == ["cats", "dogs", "owls"] and len(listing.images) == 6
+    assert {"../escape.jpg", "/abs/x.jpg", "root/cats/link.jpg", "__MACOSX/cats/._a.jpg"} <= set(listing.ignored)
+    assert not (tmp_path / "escape.jpg").exists() and not Path("/abs").exists()
+
+
+class _Server:
+    def __init__(self, directory: Path):
+        handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(directory), **k)  # noqa: E731
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.RequestHandlerClass.log_message = lambda *a: None
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def served_archive(image_folder, tmp_path):
+    www = tmp_path / "www"
+    www.mkdir()
+    tgz = make_tgz(image_folder, www / "flower_photos.tgz", extra={"LICENSE.txt": b"credits"})
+    with _Server(www) as server:
+        yield server, tgz
+
+
+def _pin(monkeypatch, url: str, data: bytes, sha256: str | None = None):
+    spec = RemoteDataset(url, "flower_photos.tgz", len(data), sha256 or hashlib.sha256(data).hexdigest(), "d", "h")
+    monkeypatch.setitem(datasets.DATASETS, "flowers", spec)
+
+
+def test_download_verifies_caches_and_reuses(served_archive, cache_dir, monkeypatch):
+    server, tgz = served_archive
+    _pin(monkeypatch, server.url("flower_photos.tgz"), tgz.read_bytes())
+    first = resolve("flowers", None, None, str(cache_dir))
+    assert first.kind == "archive" and Path(first.path).read_bytes() == tgz.read_bytes()
+    listing, prefix, license_bytes = list_archive(first.path)
+    assert prefix == "flower_photos/" and license_bytes == b"credits" and len(listing.images) == 12
+    server.httpd.shutdown()  # a second resolve must use (and re-verify) the cache, not the network
+    assert resolve("flowers", None, None, str(cache_dir)).path == first.path
+
+
+def test_checksum_mismatch_fails_clearly_and_caches_nothing(served_archive, cache_dir, monkeypatch):
+    server, tgz = served_archive
+    _pin(monkeypatch, server.url("flower_photos.tgz"), tgz.read_bytes(), sha256="0" * 64)
+    with pytest.raises(UserError, match="failed verification: sha256 is .*nothing was cached.*SOURCE="):
+        resolve("flowers", None, None, str(cache_dir))
+    assert not [f for f in (cache_dir / "downloads").iterdir()]
+
+
+def test_unreachable_url_names_source_as_the_way_out(cache_dir, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    _pin(monkeypatch, f"http://127.0.0.1:{port}/flower_photos.tgz", b"x")
+    with pytest.raises(UserError, match="cannot reach .*SOURCE="):
+        resolve("flowers", None, None, str(cache_dir))
+
+
+def test_source_overrides_and_custom_sha(served_archive, cache_dir, tmp_path):
+    server, tgz = served_archive
+    # A mirror URL is not held to the official checksum ...
+    assert resolve("flowers", server.url("flower_photos.tgz"), None, str(cache_dir)).kind == "archive"
+    # ... unless --sha256 is given.
+    with pytest.raises(UserError, match="sha256"):
+        resolve("flowers", str(tgz), "f" * 64, str(cache_dir))
+    assert resolve("flowers", str(tgz), hashlib.sha256(tgz.read_bytes()).hexdigest(), str(cache_dir)).kind == "archive"
+    with pytest.raises(UserError, match="does not exist"):
+        resolve("flowers", str(tmp_path / "nope"), None, str(cache_dir))
+    with pytest.raises(UserError, match="unknown dataset 'tulips'"):
+        resolve("tulips", None, None, str(cache_dir))
+
+
+def test_shapes_is_generated_deterministically(tmp_path):
+    a = resolve("shapes", None, None, str(tmp_path / "a"))
+    b = resolve("shapes", None, None, str(tmp_path / "b"))
+    files = sorted(p.relative_to(a.path) for p in Path(a.path).rglob("*.png"))
+    assert len(files) == 300 and len({f.parts[0] for f in files}) == 6
+    assert all((Path(a.path) / f).read_bytes() == (Path(b.path) / f).read_bytes() for f in files[::37])
+    assert not os.listdir(tmp_path / "a") == []
