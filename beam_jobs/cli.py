@@ -1,4 +1,4 @@
-"""``beam-expand``: the command line.
+r"""``beam-expand``: the command line.
 
     beam-expand run --dataset shapes --copies 5 --output out/shapes
     beam-expand run --dataset flowers --source flower_photos.tgz --copies 3 --output out/flowers \\
@@ -170,8 +170,10 @@ def check_beam_args(args: Sequence[str]) -> None:
     flags = [a for a in unknown if a.startswith("-")]
     if flags or unknown:
         shown = " ".join(flags or unknown)
-        raise UserError(f"unknown argument(s): {shown} (not a beam-expand flag nor a Beam pipeline option; "
-                        "see beam-expand run --help)")
+        raise UserError(
+            f"unknown argument(s): {shown} (not a beam-expand flag nor a Beam pipeline option; "
+            "see beam-expand run --help)"
+        )
 
 
 def config_from_args(ns: argparse.Namespace) -> JobConfig:

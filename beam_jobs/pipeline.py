@@ -12,7 +12,6 @@ or embed the read -> expand -> write chain in your own pipeline with ``plan_job`
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
@@ -98,7 +97,8 @@ class JobPlan:
                 "ignored": self.listing.ignored,
                 "skipped": self.listing.skipped,
                 "images": [
-                    {"key": s.key, "label": s.label, "bytes": self.listing.sizes.get(s.key)} for s in self.listing.images
+                    {"key": s.key, "label": s.label, "bytes": self.listing.sizes.get(s.key)}
+                    for s in self.listing.images
                 ],
             },
         }
@@ -256,8 +256,11 @@ def run_job(
     prepare_output(config.output, config.overwrite)
     options, runner, runner_name = make_pipeline_options(list(pipeline_args or []))
     local = runner is not None or (runner_name or "").lower() in _LOCAL_RUNNERS
-    print(f"beam-expand: {len(plan.listing.images):,} images x {plan.records_per_image} records each "
-          f"-> {config.output} (runner: {runner_name})", file=out)
+    print(
+        f"beam-expand: {len(plan.listing.images):,} images x {plan.records_per_image} records each "
+        f"-> {config.output} (runner: {runner_name})",
+        file=out,
+    )
     print("policy:\n" + summary.policy_text(plan.policy), file=out)
     temp_dir = FileSystems.join(config.output, f".beam-expand-tmp-{uuid.uuid4().hex}")
     progress_dir = tempfile.mkdtemp(prefix="beam-expand-progress-") if (local and config.progress) else None

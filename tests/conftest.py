@@ -24,4 +24,3 @@ def flowers_mini() -> Path:
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
-

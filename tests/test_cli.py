@@ -59,7 +59,17 @@ def test_bad_policy_file(capsys, tmp_path):
 
 def test_dry_run_prints_the_plan_and_writes_nothing(capsys, image_folder, tmp_path):
     out = tmp_path / "o"
-    argv = ["run", "--source", str(image_folder), "--copies", "4", "--include-original", "--dry-run", "--output", str(out)]
+    argv = [
+        "run",
+        "--source",
+        str(image_folder),
+        "--copies",
+        "4",
+        "--include-original",
+        "--dry-run",
+        "--output",
+        str(out),
+    ]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "cats" in text and "records out" in text and "60" in text and "image_data_generator" in text
@@ -78,7 +88,14 @@ def test_run_with_keras_flags_and_beam_options(capsys, image_folder, tmp_path):
     assert "wrote 24 records" in text and "FnApiRunner" in text and "records/s" in text
     manifest = json.loads((out / "beam_expand.json").read_text())
     op = manifest["policy"]["ops"][0]
-    assert op == {"op": "image_data_generator", "rotation_range": 20.0, "width_shift_range": 3,
-                  "zoom_range": [0.9, 1.1], "horizontal_flip": True, "fill_mode": "constant", "cval": 128.0}  # fmt: skip
+    assert op == {
+        "op": "image_data_generator",
+        "rotation_range": 20.0,
+        "width_shift_range": 3,
+        "zoom_range": [0.9, 1.1],
+        "horizontal_flip": True,
+        "fill_mode": "constant",
+        "cval": 128.0,
+    }
     # --overwrite replaces an earlier run's output
     assert main([*argv, "--overwrite"]) == 0

@@ -16,7 +16,12 @@ def test_op_rng_depends_on_every_input_and_nothing_else():
     draw = lambda *a: op_rng(*a).random(4).tolist()  # noqa: E731
     base = draw(0, "daisy/1.jpg", 1, 0)
     assert draw(0, "daisy/1.jpg", 1, 0) == base
-    for other in [(1, "daisy/1.jpg", 1, 0), (0, "daisy/2.jpg", 1, 0), (0, "daisy/1.jpg", 2, 0), (0, "daisy/1.jpg", 1, 1)]:
+    for other in [
+        (1, "daisy/1.jpg", 1, 0),
+        (0, "daisy/2.jpg", 1, 0),
+        (0, "daisy/1.jpg", 2, 0),
+        (0, "daisy/1.jpg", 1, 1),
+    ]:
         assert draw(*other) != base
 
 

@@ -12,9 +12,7 @@ tf = pytest.importorskip("tensorflow")
 pytest.importorskip("scipy")
 KerasIDG = tf.keras.preprocessing.image.ImageDataGenerator
 
-KERAS_KEYS = {
-    "theta", "tx", "ty", "shear", "zx", "zy", "flip_horizontal", "flip_vertical", "channel_shift_intensity", "brightness",
-}  # fmt: skip
+KERAS_KEYS = set("theta tx ty shear zx zy flip_horizontal flip_vertical channel_shift_intensity brightness".split())
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +22,9 @@ def image():
 
 
 def keras_apply(config, image, params):
-    gen = KerasIDG(fill_mode=config["fill_mode"], cval=config["cval"], interpolation_order=config["interpolation_order"])
+    gen = KerasIDG(
+        fill_mode=config["fill_mode"], cval=config["cval"], interpolation_order=config["interpolation_order"]
+    )
     return gen.apply_transform(image.astype(np.float32), params)
 
 

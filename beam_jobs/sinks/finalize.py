@@ -87,7 +87,9 @@ class FinalizeFn(beam.DoFn):
 
     def _publish(self, fmt: str, reports: list[ShardReport]) -> list[dict[str, Any]]:
         # Empty files (bundles that saw no record) are dropped; an empty run still gets one valid empty shard.
-        kept = sorted((r for r in reports if r.fmt == fmt and r.num_records > 0), key=lambda r: (r.first_key, r.temp_path))
+        kept = sorted(
+            (r for r in reports if r.fmt == fmt and r.num_records > 0), key=lambda r: (r.first_key, r.temp_path)
+        )
         if not kept:
             empty = FileSystems.join(self._temp_dir, f"{fmt}-empty")
             WRITERS[fmt](empty, arrow_schema(self._class_names)).close()

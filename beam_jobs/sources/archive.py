@@ -7,7 +7,6 @@ under one top-level folder (``flower_photos/...``), that folder is the dataset r
 
 from __future__ import annotations
 
-import posixpath
 import tarfile
 from collections.abc import Iterator
 
@@ -70,7 +69,7 @@ def list_archive(path: str) -> tuple[Listing, str, bytes | None]:
     sizes: dict[str, int] = {}
     licenses: dict[str, bytes] = {}
     try:
-        for name, member, data in iter_members(path, with_data=False):
+        for name, member, _ in iter_members(path, with_data=False):
             if name is None:
                 unsafe.append(member.name)
                 continue

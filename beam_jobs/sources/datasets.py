@@ -109,9 +109,7 @@ def resolve(dataset: str | None, source: str | None, sha256: str | None, cache_d
         raise UserError(f"give --dataset ({', '.join(DATASET_NAMES)}) or --source <folder|archive|URL>")
     if dataset in DATASETS and not source:
         spec = DATASETS[dataset]
-        path = fetch(
-            spec.url, os.path.join(cache_dir, "downloads"), spec.filename, spec.sha256, spec.size, hint=hint
-        )
+        path = fetch(spec.url, os.path.join(cache_dir, "downloads"), spec.filename, spec.sha256, spec.size, hint=hint)
         return ResolvedSource("archive", path, dataset, spec.description)
     assert source is not None
     path = _local_or_remote(source, sha256, cache_dir, hint)

@@ -36,7 +36,20 @@ def _polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> np.ndar
             pts.append((rad * np.cos(a), rad * np.sin(a)))
     elif kind == "cross":
         w = 0.3
-        pts = [(w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w), (-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w)]
+        pts = [
+            (w, 1),
+            (-w, 1),
+            (-w, w),
+            (-1, w),
+            (-1, -w),
+            (-w, -w),
+            (-w, -1),
+            (w, -1),
+            (w, -w),
+            (1, -w),
+            (1, w),
+            (w, w),
+        ]
     else:
         raise ValueError(kind)
     c, s = np.cos(angle), np.sin(angle)

@@ -143,7 +143,12 @@ def flip(image: np.ndarray, horizontal: bool, vertical: bool) -> np.ndarray:
     return image.copy()
 
 
-_RESIZE = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "area": cv2.INTER_AREA}
+_RESIZE = {
+    "nearest": cv2.INTER_NEAREST,
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+}
 RESIZE_METHODS = tuple(_RESIZE)
 
 
