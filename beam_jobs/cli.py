@@ -16,7 +16,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from beam_jobs.config import JobConfig
 from beam_jobs.errors import UserError
 from transforms.functional.geometric import FILL_MODES
 from transforms.registry import PolicyError
@@ -176,8 +175,9 @@ def check_beam_args(args: Sequence[str]) -> None:
         )
 
 
-def config_from_args(ns: argparse.Namespace) -> JobConfig:
+def config_from_args(ns: argparse.Namespace):
     """Builds the validated ``JobConfig`` from parsed flags (policy resolved here)."""
+    from beam_jobs.config import JobConfig
     from transforms.policies import DEFAULT_PRESET, load_policy
 
     keras = {f: getattr(ns, f) for f in KERAS_FLAGS if getattr(ns, f) is not None}
