@@ -173,3 +173,31 @@ def test_flowers_mini_real_photos(flowers_mini, tmp_path, cache_dir):
     assert all(r["source_key"].split("/")[0] == r["label_name"] for r in rows)
     assert (out / "LICENSE.txt").exists()
     assert manifest["counts"]["dead_letters"] == 0
+
+
+def test_every_copy_replays_bit_for_bit_from_its_recipe(image_folder, tmp_path, cache_dir):
+    from transforms.replay import ReplayError, replay
+
+    out = tmp_path / "out"
+    run(out, source=str(image_folder), copies=2, include_original=True, image_size=(40, 40), cache_dir=str(cache_dir))
+    rows = read_tfrecords(out)
+    for r in rows:
+        assert replay(r["recipe"], (image_folder / r["source_key"]).read_bytes()) == r["image"]
+    steps = json.loads(rows[-1]["recipe"])
+    steps[-2]["version"] = 99
+    with pytest.raises(ReplayError, match="version 99 is not supported"):
+        replay(steps, (image_folder / rows[-1]["source_key"]).read_bytes())
+
+
+def test_the_job_never_imports_tensorflow(image_folder, tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from beam_jobs.cli import main; "
+        f"rc = main(['run', '--source', {str(image_folder)!r}, '--output', {str(tmp_path / 'o')!r}, "
+        "'--copies', '1', '--no-progress']); "
+        "assert rc == 0; assert 'tensorflow' not in sys.modules, 'tensorflow imported'; print('ok')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]

@@ -47,6 +47,8 @@ def iter_members(path: str, with_data: bool) -> Iterator[tuple[str | None, tarfi
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
         with tarfile.open(fileobj=raw, mode="r|*") as tar:
             for member in tar:
+                if member.isdir():
+                    continue  # structure only; files carry their full paths
                 name = safe_name(member.name) if member.isreg() else None
                 data = None
                 if with_data and name is not None and member.size <= MAX_MEMBER_BYTES:
