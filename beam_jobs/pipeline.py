@@ -132,7 +132,8 @@ def plan_job(config: JobConfig) -> JobPlan:
             with FileSystems.open(source.license_path) as f:
                 license_bytes = f.read()
     listing = select(listing, list(config.classes) if config.classes else None, config.limit)
-    Policy.from_config(config.policy)  # validated again here for configs built in Python
+    # Validated again here for configs built in Python; per-class rules must name classes that exist.
+    Policy.from_config(config.policy).check_classes(listing.class_names)
     name = config.name or dataset_name(source.name)
     return JobPlan(config, source, listing, prefix, license_bytes, name, config.policy)
 
@@ -151,6 +152,7 @@ def build_pipeline(p: beam.Pipeline, plan: JobPlan, temp_dir: str, progress_dir:
         image_size=tuple(c.image_size) if c.image_size else None,
         image_format=c.image_format,
         quality=c.quality,
+        class_names=plan.listing.class_names,
     )
     return {"records": outputs.records, "dead_letter": outputs.dead_letter} | "WriteDataset" >> WriteDataset(
         write_args={

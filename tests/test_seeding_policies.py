@@ -47,16 +47,24 @@ def test_presets_build_and_round_trip():
         assert Policy.from_config(policy.to_config()).to_config() == policy.to_config(), name
 
 
-def test_registry_lists_the_ops():
-    assert {"image_data_generator", "resize"} <= set(registered())
+def test_registry_lists_exactly_the_canonical_ops():
+    canonical = (
+        "affine hflip vflip rot90 random_crop random_resized_crop center_crop resize pad perspective brightness "
+        "contrast gamma saturation hue color_jitter channel_shift grayscale invert solarize posterize equalize "
+        "autocontrast sharpness gaussian_noise impulse_noise box_blur gaussian_blur median_blur jpeg_quality cutout "
+        "grid_mask"
+    ).split()
+    extra = "image_data_generator sequence one_of some_of random_apply randaugment autoaugment trivialaugment augmix"
+    assert set(registered()) == set(canonical) | set(extra.split())
 
 
 def test_policy_augment_is_deterministic_and_records_steps():
     policy = Policy.from_config(load_policy("imagedatagenerator"))
     img = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
-    a, steps_a = policy.augment(img, 0, "k", 1)
-    b, steps_b = policy.augment(img, 0, "k", 1)
-    c, _ = policy.augment(img, 0, "k", 2)
+    a, steps_a, label = policy.augment(img, 0, "k", 1, "cats")
+    b, steps_b, _ = policy.augment(img, 0, "k", 1, "cats")
+    c, _, _ = policy.augment(img, 0, "k", 2, "cats")
+    assert label == "cats"
     assert np.array_equal(a, b) and steps_a == steps_b and not np.array_equal(a, c)
     assert steps_a[0]["op"] == "image_data_generator" and json.dumps(steps_a)
 

@@ -6,6 +6,7 @@ RGB order for 3 channels. ``apply`` returns a new array and never mutates its in
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -36,6 +37,10 @@ class Op:
 
     name: ClassVar[str]
     version: ClassVar[int] = 1
+    # Families an op belongs to ("geometric", "flip", "color", "noise", "blur", "occlusion"); per-class bans in a
+    # policy may name an op or a tag.
+    tags: ClassVar[frozenset[str]] = frozenset()
+    aliases: ClassVar[tuple[str, ...]] = ()
 
     def config(self) -> dict[str, Any]:
         """Returns the constructor arguments, JSON-able; ``type(op)(**op.config())`` rebuilds the op."""
@@ -49,6 +54,31 @@ class Op:
         """Applies the op with fixed ``params``: pure and deterministic."""
         raise NotImplementedError
 
+    def label_events(self, params: dict[str, Any]) -> tuple[str, ...]:
+        """Label-relevant things this application did (e.g. ``("hflip",)``), for a policy's label map."""
+        return ()
+
+    def without(self, banned: frozenset[str]) -> Op | None:
+        """Returns this op with banned ops/tags removed (None if it is banned itself)."""
+        return None if (self.name in banned or self.tags & banned) else self
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """Returns the op's name, aliases, tags, summary and constructor parameters with defaults."""
+        params = {}
+        for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+            if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                continue
+            params[p.name] = None if p.default is inspect.Parameter.empty else p.default
+        doc = (cls.__doc__ or "").strip().splitlines()
+        return {
+            "name": cls.name,
+            "aliases": list(cls.aliases),
+            "tags": sorted(cls.tags),
+            "summary": doc[0] if doc else "",
+            "params": params,
+        }
+
     def step(self, params: dict[str, Any]) -> dict[str, Any]:
         """Returns the recipe step that records one application of this op."""
         return {"op": self.name, "version": self.version, "config": self.config(), "params": params}
@@ -56,3 +86,51 @@ class Op:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
+
+
+def as_range(name: str, value: Any, center: float | None = None, lo: float | None = None, hi: float | None = None):
+    """Normalizes a range argument to ``[low, high]`` floats and checks its bounds.
+
+    A single number ``x`` means ``[center - x, center + x]`` when ``center`` is given, else ``[x, x]``.
+
+    Raises:
+        ValueError: Naming the argument, the value and the allowed bounds.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        pair = [center - value, center + value] if center is not None else [value, value]
+        if center is not None and value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value!r}")
+    elif isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, int | float) for v in value):
+        pair = [value[0], value[1]]
+    else:
+        raise ValueError(f"{name} must be a number or [low, high], got {value!r}")
+    pair = [float(pair[0]), float(pair[1])]
+    if pair[0] > pair[1]:
+        raise ValueError(f"{name} must have low <= high, got {value!r}")
+    if lo is not None and pair[0] < lo or hi is not None and pair[1] > hi:
+        raise ValueError(f"{name} must lie within [{lo}, {hi}], got {value!r}")
+    return pair
+
+
+def check_choice(name: str, value: Any, allowed: tuple) -> Any:
+    """Returns ``value`` if it is one of ``allowed``, else raises ValueError listing them."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+    return value
+
+
+def check_probability(p: Any) -> float:
+    """Returns ``p`` as a float in [0, 1], else raises ValueError."""
+    if not isinstance(p, int | float) or isinstance(p, bool) or not 0 <= p <= 1:
+        raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+    return float(p)
+
+
+def uniform(rng: np.random.Generator, bounds: list[float]) -> float:
+    """Draws from U(bounds) as a plain float; a degenerate range costs no draw difference."""
+    return float(rng.uniform(bounds[0], bounds[1]))
+
+
+def noise_seed(rng: np.random.Generator) -> int:
+    """Draws a seed for noise fields generated inside ``apply`` (keeps params small)."""
+    return int(rng.integers(0, 2**63 - 1))

@@ -42,13 +42,14 @@ def expand_image(
     resize: Resize | None = None,
     image_format: str = "jpeg",
     quality: int = 95,
+    class_names: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Decodes one source image and returns its output records.
 
     Args:
         data: The source's encoded bytes.
         key: Stable source key (seeds every copy).
-        label: Class index; copied unchanged to every record.
+        label: Class index; copied to every record (changed only by the policy's declared label map).
         label_name: Class name.
         policy: Ops applied to every augmented copy.
         copies: K, the number of augmented copies.
@@ -57,6 +58,7 @@ def expand_image(
         resize: Optional resize applied once, before the copies.
         image_format: Output encoding.
         quality: JPEG/WebP quality.
+        class_names: Class names in label order, to index a label-mapped copy's new class.
 
     Returns:
         Records (dicts with every field of ``schemas.FIELDS``), original first then copies 1..K.
@@ -71,11 +73,11 @@ def expand_image(
         base_steps.append(resize.step({}))
     final = encode_step(image_format, quality)
 
-    def record(pixels, copy_index: int, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    def record(pixels, copy_index: int, steps: list[dict[str, Any]], name: str = label_name) -> dict[str, Any]:
         return {
             "image": encode_image(pixels, image_format, quality),
-            "label": label,
-            "label_name": label_name,
+            "label": label if name == label_name else class_names.index(name),
+            "label_name": name,
             "source_key": key,
             "copy_index": copy_index,
             "recipe": json.dumps(steps, separators=(",", ":"), sort_keys=True),
@@ -87,8 +89,8 @@ def expand_image(
     if include_original:
         records.append(record(image, 0, [*base_steps, final]))
     for copy_index in range(1, copies + 1):
-        pixels, steps = policy.augment(image, seed, key, copy_index)
-        records.append(record(pixels, copy_index, [*base_steps, *steps, final]))
+        pixels, steps, name = policy.augment(image, seed, key, copy_index, label_name)
+        records.append(record(pixels, copy_index, [*base_steps, *steps, final], name))
     return records
 
 
@@ -116,6 +118,7 @@ class ExpandFn(beam.DoFn):
         image_size: Optional ``(height, width)`` resize before augmenting.
         image_format: ``jpeg``, ``png`` or ``webp``.
         quality: JPEG/WebP quality.
+        class_names: Class names in label order (needed when the policy has a label map).
     """
 
     def __init__(
@@ -127,8 +130,10 @@ class ExpandFn(beam.DoFn):
         image_size: tuple[int, int] | None = None,
         image_format: str = "jpeg",
         quality: int = 95,
+        class_names: list[str] | None = None,
     ):
         self._policy_config = policy_config
+        self._class_names = list(class_names) if class_names else None
         self._copies = copies
         self._seed = seed
         self._include_original = include_original
@@ -171,6 +176,7 @@ class ExpandFn(beam.DoFn):
                 resize=self._resize,
                 image_format=self._image_format,
                 quality=self._quality,
+                class_names=self._class_names,
             )
         except DecodeError as e:
             self._dead.inc()

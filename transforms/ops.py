@@ -1,3 +1,3 @@
 """Imports every op module so that each op is registered (see ``transforms.registry``)."""
 
-from transforms import geometric  # noqa: F401
+from transforms import autoaugment, color, compose, geometric, noise, occlusion  # noqa: F401

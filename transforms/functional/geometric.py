@@ -160,3 +160,86 @@ def resize(image: np.ndarray, height: int, width: int, interpolation: str = "are
         return image.copy()
     out = cv2.resize(image, (width, height), interpolation=_RESIZE[interpolation])
     return out.reshape(height, width, image.shape[2])
+
+
+_CV_BORDER = {
+    "constant": cv2.BORDER_CONSTANT,
+    "nearest": cv2.BORDER_REPLICATE,
+    "reflect": cv2.BORDER_REFLECT,
+    "wrap": cv2.BORDER_WRAP,
+}
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+_CV_INTERP = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+
+
+def _border_value(image: np.ndarray, cval: float):
+    return (float(cval),) * 4 if image.shape[2] > 1 else float(cval)
+
+
+def affine_inverse_matrix(
+    height: int,
+    width: int,
+    angle: float,
+    translate: tuple[float, float],
+    scale: float,
+    shear: tuple[float, float],
+    center: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Returns the 2x3 inverse map of torchvision's affine parameterization (output -> input pixel centres).
+
+    Forward map: ``T * C * R(angle) * S(scale) * SHy(shear_y) * SHx(shear_x) * C^-1`` with angle and shear in
+    degrees (clockwise-positive angle, as torchvision and PIL's ``rotate``), ``translate`` in pixels (x, y) and
+    ``center`` in pixel coordinates (default: the image centre, ``((w - 1) / 2, (h - 1) / 2)``).
+    """
+    cx, cy = center if center is not None else ((width - 1) * 0.5, (height - 1) * 0.5)
+    rot = np.deg2rad(angle)
+    sx, sy = np.deg2rad(shear[0]), np.deg2rad(shear[1])
+    tx, ty = translate
+    a = np.cos(rot - sy) / np.cos(sy)
+    b = -np.cos(rot - sy) * np.tan(sx) / np.cos(sy) - np.sin(rot)
+    c = np.sin(rot - sy) / np.cos(sy)
+    d = -np.sin(rot - sy) * np.tan(sx) / np.cos(sy) + np.cos(rot)
+    # Inverse of the rotation-scale-shear block (its determinant is 1 before scaling), then undo T and C.
+    m = np.array([[d, -b, 0.0], [-c, a, 0.0]]) / scale
+    m[0, 2] = m[0, 0] * (-cx - tx) + m[0, 1] * (-cy - ty) + cx
+    m[1, 2] = m[1, 0] * (-cx - tx) + m[1, 1] * (-cy - ty) + cy
+    return m
+
+
+def warp(
+    image: np.ndarray, inverse: np.ndarray, fill_mode: str = "constant", cval: float = 0, interpolation: str = "bilinear"
+) -> np.ndarray:
+    """Warps by a 2x3 affine or 3x3 perspective inverse map with OpenCV's borders (fast path for non-Keras ops)."""
+    h, w = image.shape[:2]
+    flags = _CV_INTERP[interpolation] | cv2.WARP_INVERSE_MAP
+    border = _CV_BORDER[fill_mode]
+    inverse = np.asarray(inverse, dtype=np.float64)
+    if inverse.shape == (3, 3):
+        out = cv2.warpPerspective(image, inverse, (w, h), flags=flags, borderMode=border,
+                                  borderValue=_border_value(image, cval))  # fmt: skip
+    else:
+        out = cv2.warpAffine(image, inverse[:2], (w, h), flags=flags, borderMode=border,
+                             borderValue=_border_value(image, cval))  # fmt: skip
+    return out.reshape(image.shape)
+
+
+def perspective_inverse(startpoints, endpoints) -> np.ndarray:
+    """Returns the 3x3 map taking output ``endpoints`` back to input ``startpoints`` (4 corner pairs, x-y)."""
+    return cv2.getPerspectiveTransform(np.float32(endpoints), np.float32(startpoints))
+
+
+def rot90(image: np.ndarray, k: int) -> np.ndarray:
+    """Rotates by ``k`` quarter turns counter-clockwise (``numpy.rot90`` / ``tf.image.rot90``)."""
+    return np.ascontiguousarray(np.rot90(image, int(k) % 4, axes=(0, 1)))
+
+
+def crop(image: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """Returns a copy of the ``height`` x ``width`` window at (top, left)."""
+    return image[top : top + height, left : left + width].copy()
+
+
+def pad(image: np.ndarray, top: int, bottom: int, left: int, right: int, fill_mode: str = "constant", cval: float = 0):
+    """Pads each side by the given pixels with OpenCV's border modes."""
+    out = cv2.copyMakeBorder(image, top, bottom, left, right, _CV_BORDER[fill_mode],
+                             value=_border_value(image, cval))  # fmt: skip
+    return out.reshape(out.shape[0], out.shape[1], image.shape[2])
