@@ -15,11 +15,11 @@ ARGS    ?=
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: expand test bench lint clean help
+.PHONY: expand test bench lint clean help preview
 
 help:
 	@echo "make expand [DATASET=shapes|flowers] [SOURCE=path|url] [COPIES=5] [OUT=dir] [SEED=0] [ARGS='--flag ...']"
-	@echo "make test | make bench | make lint | make clean"
+	@echo "make preview [DATASET=...] | make test | make bench | make lint | make clean"
 
 $(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,3 +47,7 @@ lint: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache .ruff_cache
+
+preview: $(VENV)/.runtime
+	$(BIN)/beam-expand preview --dataset $(DATASET) $(if $(SOURCE),--source $(SOURCE)) -n 8 \
+	  --out out/preview-$(DATASET).png $(ARGS)

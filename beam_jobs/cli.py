@@ -140,6 +140,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_flags(run)
     sub.add_parser("datasets", help="list the named datasets", allow_abbrev=False)
+
+    ops = sub.add_parser("ops", help="list every op and preset with its parameters", allow_abbrev=False)
+    ops.add_argument("--json", action="store_true", help="print as JSON")
+    ops.add_argument("--markdown", action="store_true", help="print as Markdown tables (as in the README)")
+
+    prev = sub.add_parser("preview", help="contact sheet: originals and N captioned copies", allow_abbrev=False)
+    prev.add_argument("--image", help="one image file")
+    prev.add_argument("--source", help="a class folder / archive: one sample per class")
+    prev.add_argument("--dataset", help="a named dataset: one sample per class")
+    prev.add_argument("-n", "--copies", type=int, default=8, help="copies per row (default 8)")
+    prev.add_argument("--out", default="preview.png", help="PNG to write (default preview.png)")
+    prev.add_argument("--policy", help="policy preset, file, string or mapping (default: the job's default)")
+    prev.add_argument("--seed", type=int, default=0)
+    prev.add_argument("--cache-dir")
+
+    rep = sub.add_parser("replay", help="re-derive one copy bit for bit from its recipe", allow_abbrev=False)
+    rep.add_argument("dataset_dir", nargs="?", help="output directory of a run")
+    rep.add_argument("--source-key", help="the copy's source_key")
+    rep.add_argument("--copy-index", type=int, help="the copy's copy_index")
+    rep.add_argument("--source", help="dataset root or archive, if it moved since the run")
+    rep.add_argument("--recipe", help="a recipe (JSON text or file) instead of a dataset directory")
+    rep.add_argument("--image", help="the source image, with --recipe")
+    rep.add_argument("--out", help="write the replayed image here")
     return parser
 
 
@@ -227,6 +250,93 @@ def _datasets() -> int:
     return 0
 
 
+def _ops(ns: argparse.Namespace) -> int:
+    from transforms import catalog
+
+    if ns.json:
+        import json
+
+        print(json.dumps(catalog.catalog(), indent=2))
+    else:
+        print(catalog.markdown() if ns.markdown else catalog.text(), end="" if ns.markdown else "\n")
+    return 0
+
+
+def _preview(ns: argparse.Namespace) -> int:
+    from beam_jobs import preview
+    from transforms.policies import DEFAULT_PRESET, load_policy
+
+    policy = load_policy(ns.policy or DEFAULT_PRESET)
+    if not (ns.image or ns.source or ns.dataset):
+        raise UserError("preview needs --image PATH, --source DIR or --dataset NAME")
+    if ns.copies < 1:
+        raise UserError(f"-n must be >= 1, got {ns.copies}")
+    if ns.image:
+        try:
+            with open(ns.image, "rb") as f:
+                rows = [(ns.image.replace("\\", "/").split("/")[-1], f.read())]
+        except OSError as e:
+            raise UserError(f"cannot read --image {ns.image}: {e.strerror}") from None
+    else:
+        from beam_jobs.config import JobConfig
+        from beam_jobs.pipeline import plan_job
+        from beam_jobs.sources.archive import iter_members
+
+        plan = plan_job(JobConfig(output="", dataset=ns.dataset, source=ns.source, cache_dir=ns.cache_dir,
+                                  policy=policy, copies=ns.copies))  # fmt: skip
+        picks = preview.sample_per_class(plan.listing.images, ns.seed)
+        if plan.source.kind == "folder":
+            rows = [(s.key, open(s.path, "rb").read()) for s in picks]
+        else:
+            wanted = {plan.archive_prefix + s.key: s.key for s in picks}
+            found = {wanted[n]: d for n, _, d in iter_members(plan.source.path, True) if n in wanted}
+            rows = [(s.key, found[s.key]) for s in picks]
+    sheet = preview.contact_sheet(rows, policy, ns.copies, ns.seed)
+    import os
+
+    os.makedirs(os.path.dirname(os.path.abspath(ns.out)), exist_ok=True)
+    sheet.save(ns.out)
+    print(f"beam-expand: wrote {ns.out} ({len(rows)} row(s) x {ns.copies} copies, {sheet.width}x{sheet.height})")
+    return 0
+
+
+def _replay(ns: argparse.Namespace) -> int:
+    from transforms.replay import ReplayError, replay
+
+    if ns.recipe:
+        if not ns.image:
+            raise UserError("--recipe needs --image (the source image)")
+        import os
+
+        recipe = open(ns.recipe).read() if os.path.exists(ns.recipe) else ns.recipe
+        with open(ns.image, "rb") as f:
+            data = f.read()
+        stored = None
+    else:
+        if not (ns.dataset_dir and ns.source_key is not None and ns.copy_index is not None):
+            raise UserError("give DATASET_DIR --source-key K --copy-index C, or --recipe R --image PATH")
+        from beam_jobs.replay import find_record, source_bytes
+
+        record = find_record(ns.dataset_dir, ns.source_key, ns.copy_index)
+        recipe, stored = record["recipe"], record["image"]["bytes"]
+        data = source_bytes(ns.dataset_dir, ns.source_key, ns.source)
+    try:
+        out = replay(recipe, data)
+    except ReplayError as e:
+        raise UserError(f"cannot replay: {e}") from None
+    if ns.out:
+        with open(ns.out, "wb") as f:
+            f.write(out)
+    if stored is not None:
+        if out != stored:
+            print("beam-expand: replay differs from the stored copy (library versions changed?)", file=sys.stderr)
+            return 1
+        print(f"beam-expand: replayed {ns.source_key} copy {ns.copy_index}: bit-exact ({len(out):,} bytes)")
+    else:
+        print(f"beam-expand: replayed {len(out):,} bytes" + (f" to {ns.out}" if ns.out else ""))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``beam-expand`` console script; returns the exit code (2 for user errors)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -235,10 +345,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns, rest = parser.parse_known_args(argv)
     try:
-        if ns.command == "datasets":
+        if ns.command != "run":
             if rest:
                 raise UserError(f"unknown argument(s): {' '.join(rest)}")
-            return _datasets()
+            return {"datasets": lambda _: _datasets(), "ops": _ops, "preview": _preview, "replay": _replay}[ns.command](
+                ns
+            )
         check_beam_args(rest)
         config = config_from_args(ns)
         from beam_jobs.pipeline import run_job
@@ -251,6 +363,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("beam-expand: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `beam-expand ops | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ class JobPlan:
             "policy": self.policy,
             "config": self.config.to_dict(),
             "command": argv,
-            "source": {"kind": self.source.kind, "path": self.source.path},
+            "source": {"kind": self.source.kind, "path": self.source.path, "archive_prefix": self.archive_prefix},
             "packages": package_versions(),
             "listing": {
                 "per_class": self.listing.per_class(),

@@ -99,3 +99,48 @@ def test_run_with_keras_flags_and_beam_options(capsys, image_folder, tmp_path):
     }
     # --overwrite replaces an earlier run's output
     assert main([*argv, "--overwrite"]) == 0
+
+
+def test_ops_lists_every_op_and_preset_as_text_and_json(capsys):
+    from transforms.policies import PRESETS
+    from transforms.registry import registered
+
+    assert main(["ops", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {d["name"] for d in listed["ops"]} == set(registered())
+    assert set(listed["presets"]) == set(PRESETS)
+    assert main(["ops"]) == 0
+    assert "randaugment" in capsys.readouterr().out
+
+
+def test_readme_op_table_is_generated_from_the_registry():
+    from pathlib import Path
+
+    from transforms.catalog import markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert markdown() in readme, "README op table drifted: paste `beam-expand ops --markdown` into it"
+
+
+def test_preview_writes_a_contact_sheet(capsys, image_folder, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "grid.png"
+    argv = ["preview", "--source", str(image_folder), "-n", "3", "--out", str(out), "--policy", "medium"]
+    assert main(argv) == 0
+    sheet = Image.open(out)
+    assert sheet.size[0] > 4 * 160 and sheet.size[1] > 3 * 160  # 3 classes x (original + 3 copies)
+    one = tmp_path / "one.png"
+    assert main(["preview", "--image", str(next(image_folder.glob("cats/*.jpg"))), "-n", "2", "--out", str(one)]) == 0
+    assert "preview needs" in err(capsys, ["preview", "--out", str(one)])
+
+
+def test_replay_command_is_bit_exact(capsys, image_folder, tmp_path):
+    out = tmp_path / "o"
+    assert main(["run", "--source", str(image_folder), "--output", str(out), "--copies", "2", "--no-progress",
+                 "--policy", "trivialaugment|hflip"]) == 0  # fmt: skip
+    capsys.readouterr()
+    argv = ["replay", str(out), "--source-key", "dogs/dogs_1.png", "--copy-index", "2", "--out", str(tmp_path / "c")]
+    assert main(argv) == 0
+    assert "bit-exact" in capsys.readouterr().out
+    assert "no record" in err(capsys, ["replay", str(out), "--source-key", "dogs/none.png", "--copy-index", "1"])

@@ -64,18 +64,22 @@ class Op:
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
-        """Returns the op's name, aliases, tags, summary and constructor parameters with defaults."""
-        params = {}
+        """Returns the op's name, aliases, tags, summary, parameter defaults and required parameters."""
+        params, required = {}, []
         for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
             if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
                 continue
-            params[p.name] = None if p.default is inspect.Parameter.empty else p.default
+            if p.default is inspect.Parameter.empty:
+                required.append(p.name)
+            else:
+                params[p.name] = list(p.default) if isinstance(p.default, tuple) else p.default
         doc = (cls.__doc__ or "").strip().splitlines()
         return {
             "name": cls.name,
             "aliases": list(cls.aliases),
             "tags": sorted(cls.tags),
             "summary": doc[0] if doc else "",
+            "required": required,
             "params": params,
         }
 

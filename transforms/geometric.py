@@ -242,6 +242,7 @@ class Resize(Op):
         """Resizes to the configured size."""
         return fgeo.resize(image, self.height, self.width, self.interpolation)
 
+
 _FILL = ("constant", "nearest", "reflect", "wrap")
 
 
@@ -513,7 +514,7 @@ class RandomResizedCrop(Op):
         }
 
     def sample_params(self, rng: np.random.Generator, meta: ImageMeta) -> dict[str, Any]:
-        """torchvision's algorithm: 10 tries at a random area and log-uniform ratio, else a central crop."""
+        """Torchvision's algorithm: 10 tries at a random area and log-uniform ratio, else a central crop."""
         h, w = meta.height, meta.width
         area = h * w
         log_ratio = np.log(self.ratio)

@@ -207,7 +207,11 @@ def affine_inverse_matrix(
 
 
 def warp(
-    image: np.ndarray, inverse: np.ndarray, fill_mode: str = "constant", cval: float = 0, interpolation: str = "bilinear"
+    image: np.ndarray,
+    inverse: np.ndarray,
+    fill_mode: str = "constant",
+    cval: float = 0,
+    interpolation: str = "bilinear",
 ) -> np.ndarray:
     """Warps by a 2x3 affine or 3x3 perspective inverse map with OpenCV's borders (fast path for non-Keras ops)."""
     h, w = image.shape[:2]

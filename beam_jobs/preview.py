@@ -1,0 +1,108 @@
+"""``beam-expand preview``: a contact sheet of an original and N copies, each captioned with the ops applied.
+
+beam-expand preview --image photo.jpg -n 10 --out grid.png --policy randaugment
+beam-expand preview --dataset shapes -n 8 --out preview.png          # one row per class
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from transforms.codec import decode_image
+from transforms.policies import Policy
+
+TILE = 160
+CAPTION_LINES = 3
+
+
+def _num(v: float) -> str:
+    return f"{v:.0f}" if abs(v) >= 10 else f"{v:.2f}".rstrip("0").rstrip(".")
+
+
+def summarize(steps: list[dict[str, Any]]) -> list[str]:
+    """Returns short caption lines naming each applied op and its main params."""
+    parts = []
+    for s in steps:
+        op, p = s["op"], s.get("params") or {}
+        if op == "image_data_generator":
+            bits = [f"rot {p['theta']:.0f}°" if p["theta"] else "", f"shift {p['tx']:.0f},{p['ty']:.0f}"
+                    if p["tx"] or p["ty"] else "", f"shear {p['shear']:.1f}" if p["shear"] else "",
+                    f"zoom {p['zx']:.2f},{p['zy']:.2f}" if (p["zx"], p["zy"]) != (1, 1) else "",
+                    "flipH" if p["flip_horizontal"] else "", "flipV" if p["flip_vertical"] else "",
+                    f"bright {p['brightness']:.2f}" if p.get("brightness") is not None else "",
+                    f"chshift {p['channel_shift_intensity']:.0f}" if p.get("channel_shift_intensity") is not None
+                    else ""]  # fmt: skip
+            parts.append("IDG " + " ".join(b for b in bits if b))
+        elif "ops" in p and isinstance(p["ops"], list) and p["ops"] and "name" in p["ops"][0]:
+            parts.append(op + ": " + ", ".join(f"{o['name']} {_num(o['magnitude'])}" for o in p["ops"]))
+        elif op == "label_map":
+            parts.append(f"label {p['from']}→{p['to']}")
+        else:
+            nums = [f"{k} {_num(v)}" for k, v in p.items() if isinstance(v, float)][:2]
+            flags = [k for k, v in p.items() if v is True]
+            if p.get("applied") is False or p.get("flip") is False:
+                continue
+            parts.append(" ".join([op, *nums, *flags]))
+    return parts or ["(no change)"]
+
+
+def _font():
+    try:
+        return ImageFont.load_default(size=11)
+    except TypeError:  # Pillow without FreeType sizes
+        return ImageFont.load_default()
+
+
+def _tile(image: np.ndarray, caption: list[str], font) -> Image.Image:
+    rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+    pil = Image.fromarray(rgb)
+    pil.thumbnail((TILE, TILE))
+    tile = Image.new("RGB", (TILE, TILE + 14 * CAPTION_LINES + 4), "white")
+    tile.paste(pil, ((TILE - pil.width) // 2, (TILE - pil.height) // 2))
+    draw = ImageDraw.Draw(tile)
+    lines = []
+    for text in caption:
+        while text and len(lines) < CAPTION_LINES:
+            cut = len(text)
+            while draw.textlength(text[:cut], font=font) > TILE - 4 and cut > 1:
+                cut -= 1
+            lines.append(text[:cut])
+            text = text[cut:]
+    for i, line in enumerate(lines[:CAPTION_LINES]):
+        draw.text((2, TILE + 2 + 14 * i), line, fill="black", font=font)
+    return tile
+
+
+def contact_sheet(rows: list[tuple[str, bytes]], policy_config: dict, copies: int, seed: int = 0) -> Image.Image:
+    """Renders one row per ``(key, bytes)``: the original, then ``copies`` copies captioned with their ops."""
+    policy = Policy.from_config(policy_config)
+    font = _font()
+    tiles = []
+    for key, data in rows:
+        image, _ = decode_image(data)
+        label = key.split("/")[0] if "/" in key else None
+        cls, _, name = key.rpartition("/")
+        row = [_tile(image, [f"{cls or 'original'}", name[-26:], "original" if cls else ""], font)]
+        for c in range(1, copies + 1):
+            out, steps, new_label = policy.augment(image, seed, key, c, label if label in policy.classes else None)
+            row.append(_tile(out, [f"copy {c}", *summarize(steps)], font))
+        tiles.append(row)
+    w, h = tiles[0][0].size
+    sheet = Image.new("RGB", (w * (copies + 1) + 4 * copies, h * len(tiles) + 4 * (len(tiles) - 1)), (200, 200, 200))
+    for r, row in enumerate(tiles):
+        for c, tile in enumerate(row):
+            sheet.paste(tile, (c * (w + 4), r * (h + 4)))
+    return sheet
+
+
+def sample_per_class(images, seed: int = 0) -> list:
+    """Picks one ``SourceImage`` per class, reproducibly."""
+    by_class: dict[str, list] = {}
+    for s in images:
+        by_class.setdefault(s.label_name, []).append(s)
+    rnd = random.Random(seed)
+    return [rnd.choice(sorted(v, key=lambda s: s.key)) for _, v in sorted(by_class.items())]

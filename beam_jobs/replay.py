@@ -1,0 +1,56 @@
+"""``beam-expand replay``: re-derive one copy from a dataset directory (or a recipe and an image), bit for bit.
+
+beam-expand replay out/flowers --source-key daisy/5547758_eea9edfd54_n.jpg --copy-index 3 --out copy.jpg
+beam-expand replay --recipe recipe.json --image daisy.jpg --out copy.jpg
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.dataset as pads
+from apache_beam.io.filesystems import FileSystems
+
+from beam_jobs.errors import UserError
+from beam_jobs.sinks.finalize import MANIFEST
+from beam_jobs.sources.archive import iter_members
+
+
+def find_record(out_dir: str, source_key: str, copy_index: int) -> dict:
+    """Returns the stored record (from the Parquet shards) of one copy.
+
+    Raises:
+        UserError: No Parquet shards, or no such copy.
+    """
+    files = [m.path for m in FileSystems.match([out_dir.rstrip("/") + "/*.parquet-*"])[0].metadata_list]
+    if not files:
+        raise UserError(f"{out_dir} has no Parquet shards (replay reads them); was it written with --formats parquet?")
+    table = pads.dataset(sorted(files), format="parquet").to_table(
+        filter=(pads.field("source_key") == source_key) & (pads.field("copy_index") == copy_index)
+    )
+    if table.num_rows == 0:
+        raise UserError(f"no record with source_key={source_key!r} and copy_index={copy_index} in {out_dir}")
+    return table.slice(0, 1).to_pylist()[0]
+
+
+def source_bytes(out_dir: str, source_key: str, source: str | None = None) -> bytes:
+    """Reads a source image's bytes: from ``source`` if given, else from where the manifest says the run read.
+
+    Raises:
+        UserError: The source is gone or does not hold the key.
+    """
+    with FileSystems.open(FileSystems.join(out_dir, MANIFEST)) as f:
+        manifest = json.load(f)
+    kind = manifest["source"]["kind"]
+    path = source or manifest["source"]["path"]
+    if kind == "folder" and not path.lower().endswith((".tgz", ".tar", ".tar.gz")):
+        target = FileSystems.join(path.rstrip("/"), source_key)
+        if not FileSystems.exists(target):
+            raise UserError(f"source image {target} not found; pass --source <dataset root>")
+        with FileSystems.open(target) as f:
+            return f.read()
+    prefix = manifest["source"].get("archive_prefix", "")
+    for name, _, data in iter_members(path, with_data=True):
+        if name == prefix + source_key and data is not None:
+            return data
+    raise UserError(f"{source_key} not found in archive {path}; pass --source <archive or dataset root>")
