@@ -181,6 +181,7 @@ def main(argv=None) -> int:
     ap.add_argument("--copies", type=int, default=5)
     ap.add_argument("--keras-images", type=int, default=100, help="Keras is slow: time it on fewer images")
     ap.add_argument("--out", default=str(ROOT / "bench-results" / "bench.json"))
+    ap.add_argument("--only-ops", action="store_true", help="only the per-op section")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
     work = Path(tempfile.mkdtemp(prefix="beam-expand-bench-"))
@@ -188,6 +189,12 @@ def main(argv=None) -> int:
         source = make_input(work / "photos", args.images)
         blobs = [p.read_bytes() for p in sorted(source.glob("*/*.jpg"))]
         k = args.copies
+        from tests import bench_ops
+
+        per_op = bench_ops.run(blobs)
+        print(bench_ops.table(per_op))
+        if args.only_ops:
+            return 0
         rows = {}
         for name, fn, subset in [
             ("decode + K encodes (ceiling)", loop_ceiling, blobs),
@@ -220,7 +227,7 @@ def main(argv=None) -> int:
     print(f"2 workers / 1 worker: {(two['copies'] / two['seconds']) / (one['copies'] / one['seconds']):.2f}x "
           "(whole command, start-up included)")  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"images": len(blobs), "copies": k, "rows": rows}, indent=2))
+    Path(args.out).write_text(json.dumps({"images": len(blobs), "copies": k, "rows": rows, "ops": per_op}, indent=2))
     print(f"results: {args.out}")
     return 0
 

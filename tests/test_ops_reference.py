@@ -87,3 +87,12 @@ def test_contrast_and_brightness_are_pillow_enhance(img):
     pil = Image.fromarray(img)
     assert np.array_equal(fc.contrast(img, 1.7), np.asarray(ImageEnhance.Contrast(pil).enhance(1.7)))
     assert np.array_equal(fc.brightness_pil(img, 0.6), np.asarray(ImageEnhance.Brightness(pil).enhance(0.6)))
+
+
+def test_sharpness_is_within_one_level_of_pillow(img):
+    from PIL import ImageEnhance
+
+    for factor in (0.0, 0.5, 1.7, 3.0):
+        ours = fc.sharpness(img, factor).astype(int)
+        theirs = np.asarray(ImageEnhance.Sharpness(Image.fromarray(img)).enhance(factor)).astype(int)
+        assert np.abs(ours - theirs).max() <= 1

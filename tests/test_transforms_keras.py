@@ -107,3 +107,15 @@ def test_apply_is_pure_and_deterministic(image):
     a, b = op.apply(image, params), op.apply(image, params)
     assert np.array_equal(image, before)
     assert a.dtype == np.uint8 and a.shape == image.shape and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("fill_mode", ["nearest", "reflect"])
+def test_rgba_detour_gives_the_same_pixels_as_a_three_channel_warp(image, fill_mode):
+    import cv2
+
+    from transforms.functional.geometric import _BORDER, keras_transform_matrix, warp_affine_inverse
+
+    m = keras_transform_matrix(*image.shape[:2], theta=17, tx=5.5, ty=-3.2, shear=4, zx=1.1, zy=0.93)
+    direct = cv2.warpAffine(image, m[:2], image.shape[1::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                            borderMode=_BORDER[fill_mode])  # fmt: skip
+    assert np.array_equal(warp_affine_inverse(image, m, fill_mode), direct)

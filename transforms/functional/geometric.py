@@ -111,7 +111,7 @@ def warp_affine_inverse(
     m = np.asarray(inverse, dtype=np.float64)[:2]
     interp = _INTERP[order] | cv2.WARP_INVERSE_MAP
     if fill_mode in _BORDER and order == 1:
-        out = cv2.warpAffine(image, m, (width, height), flags=interp, borderMode=_BORDER[fill_mode])
+        out = _warp_affine(image, m, (width, height), interp, _BORDER[fill_mode])
         return out.reshape(image.shape)
     # Explicit coordinates: scipy's wrap, scipy's constant mask, and scipy's round-half-up nearest neighbour.
     src_x, src_y = _source_coords(m, height, width)
@@ -222,8 +222,7 @@ def warp(
         out = cv2.warpPerspective(image, inverse, (w, h), flags=flags, borderMode=border,
                                   borderValue=_border_value(image, cval))  # fmt: skip
     else:
-        out = cv2.warpAffine(image, inverse[:2], (w, h), flags=flags, borderMode=border,
-                             borderValue=_border_value(image, cval))  # fmt: skip
+        out = _warp_affine(image, inverse[:2], (w, h), flags, border, _border_value(image, cval))
     return out.reshape(image.shape)
 
 
@@ -232,9 +231,26 @@ def perspective_inverse(startpoints, endpoints) -> np.ndarray:
     return cv2.getPerspectiveTransform(np.float32(endpoints), np.float32(startpoints))
 
 
+_ROTATE = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
+
+
 def rot90(image: np.ndarray, k: int) -> np.ndarray:
-    """Rotates by ``k`` quarter turns counter-clockwise (``numpy.rot90`` / ``tf.image.rot90``)."""
-    return np.ascontiguousarray(np.rot90(image, int(k) % 4, axes=(0, 1)))
+    """Rotates by ``k`` quarter turns counter-clockwise (``numpy.rot90`` / ``tf.image.rot90``), with OpenCV."""
+    k = int(k) % 4
+    if k == 0:
+        return image.copy()
+    out = cv2.rotate(image, _ROTATE[k])
+    return out.reshape(out.shape[0], out.shape[1], image.shape[2])
+
+
+def _warp_affine(image: np.ndarray, m: np.ndarray, dsize, flags: int, border: int, value=0) -> np.ndarray:
+    # OpenCV's warps run ~1.5-2x faster on 4 channels than on 3, with identical per-channel results (checked in
+    # tests/test_transforms_keras.py), so RGB uint8 images take a detour through RGBA.
+    if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
+        rgba = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
+        out = cv2.warpAffine(rgba, m, dsize, flags=flags, borderMode=border, borderValue=value)
+        return cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
+    return cv2.warpAffine(image, m, dsize, flags=flags, borderMode=border, borderValue=value)
 
 
 def crop(image: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
