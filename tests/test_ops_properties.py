@@ -75,3 +75,13 @@ def test_random_crops_stay_inside_the_image(h, w, seed):
     assert 0 <= p["top"] and p["top"] + p["height"] <= h and 0 <= p["left"] and p["left"] + p["width"] <= w
     cut = build_op("cutout", {}).sample_params(np.random.default_rng(seed), type("M", (), {"height": h, "width": w})())
     assert cut["top"] + cut["height"] <= h and cut["left"] + cut["width"] <= w
+
+
+@SETTINGS
+@given(images)
+def test_equalize_and_autocontrast_tables_equal_pillows(img):
+    from PIL import Image, ImageOps
+
+    pil = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
+    for ours, theirs in ((fc.equalize, ImageOps.equalize), (fc.autocontrast, ImageOps.autocontrast)):
+        assert np.array_equal(ours(img).reshape(img.shape), np.asarray(theirs(pil)).reshape(img.shape))

@@ -117,11 +117,41 @@ def posterize(image: np.ndarray, bits: int) -> np.ndarray:
     return image & mask
 
 
+def _histograms(image: np.ndarray) -> list[np.ndarray]:
+    return [
+        cv2.calcHist([image], [c], None, [256], [0, 256]).reshape(-1).astype(np.int64) for c in range(image.shape[2])
+    ]
+
+
+def _per_channel_lut(image: np.ndarray, luts: list[np.ndarray]) -> np.ndarray:
+    if image.shape[2] == 1:
+        return _lut(image, luts[0].astype(np.uint8))
+    return cv2.LUT(image, np.stack(luts, axis=1).astype(np.uint8)[None])
+
+
 def equalize(image: np.ndarray) -> np.ndarray:
-    """Per-channel histogram equalization (Pillow ``ImageOps.equalize``)."""
-    return from_pil(ImageOps.equalize(to_pil(image)), image.shape)
+    """Per-channel histogram equalization: Pillow ``ImageOps.equalize``'s tables, applied with OpenCV."""
+    luts = []
+    for h in _histograms(image):
+        nonzero = h[h > 0]
+        step = (int(nonzero.sum()) - int(nonzero[-1])) // 255 if len(nonzero) > 1 else 0
+        if not step:
+            luts.append(np.arange(256))
+            continue
+        before = np.concatenate([[0], np.cumsum(h)[:-1]])  # samples below each value
+        luts.append(np.minimum((step // 2 + before) // step, 255))
+    return _per_channel_lut(image, luts)
 
 
 def autocontrast(image: np.ndarray) -> np.ndarray:
-    """Per-channel stretch of min..max to 0..255 (Pillow ``ImageOps.autocontrast``)."""
-    return from_pil(ImageOps.autocontrast(to_pil(image)), image.shape)
+    """Per-channel stretch of min..max to 0..255: Pillow ``ImageOps.autocontrast``'s tables, with OpenCV."""
+    luts = []
+    for h in _histograms(image):
+        present = np.flatnonzero(h)
+        lo, hi = (int(present[0]), int(present[-1])) if len(present) else (0, 0)
+        if hi <= lo:
+            luts.append(np.arange(256))
+            continue
+        scale = 255.0 / (hi - lo)
+        luts.append(np.clip((np.arange(256) * scale - lo * scale).astype(np.int64), 0, 255))
+    return _per_channel_lut(image, luts)
