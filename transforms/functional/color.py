@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from PIL import Image, ImageEnhance, ImageOps, ImageStat
+from PIL import Image, ImageEnhance, ImageStat
 
 _GRADIENT = Image.fromarray(np.arange(256, dtype=np.uint8)[None, :])
 
