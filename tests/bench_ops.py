@@ -154,7 +154,7 @@ def run(blobs: list[bytes], with_keras: bool = True) -> dict:
         policy = Policy.from_config(config)
         # A different (key, copy) per call, so the median is over the policy's draws, not one fixed draw.
         keys = iter(range(10**9))
-        presets[name] = _median_ms(lambda x, p=policy: p.augment(x, 0, f"k{next(keys)}", 1), images, repeat=5)
+        presets[name] = _median_ms(lambda x, p=policy, k=keys: p.augment(x, 0, f"k{next(k)}", 1), images, repeat=5)
     return {"ops": rows, "presets": presets}
 
 
