@@ -286,7 +286,12 @@ def _preview(ns: argparse.Namespace) -> int:
                                   policy=policy, copies=ns.copies))  # fmt: skip
         picks = preview.sample_per_class(plan.listing.images, ns.seed)
         if plan.source.kind == "folder":
-            rows = [(s.key, open(s.path, "rb").read()) for s in picks]
+            from apache_beam.io.filesystems import FileSystems
+
+            rows = []
+            for s in picks:
+                with FileSystems.open(s.path) as f:
+                    rows.append((s.key, f.read()))
         else:
             wanted = {plan.archive_prefix + s.key: s.key for s in picks}
             found = {wanted[n]: d for n, _, d in iter_members(plan.source.path, True) if n in wanted}
@@ -337,12 +342,31 @@ def _replay(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _hyphenate(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """Accepts ``--no_progress`` for ``--no-progress``; Beam's own options keep their underscores.
+
+    Schedulers such as Airflow's Beam operator write every flag with underscores.
+    """
+    known = {
+        opt
+        for action in parser._subparsers._group_actions[0].choices["run"]._actions  # noqa: SLF001
+        for opt in action.option_strings
+    }
+    out = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        alt = flag.replace("_", "-")
+        out.append(alt + eq + value if flag.startswith("--") and flag not in known and alt in known else arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``beam-expand`` console script; returns the exit code (2 for user errors)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # Beam logs import-time warnings about optional cloud clients; a local user needs none of them.
     logging.getLogger().setLevel(logging.ERROR)
     parser = build_parser()
+    argv = _hyphenate(argv, parser)
     ns, rest = parser.parse_known_args(argv)
     try:
         if ns.command != "run":

@@ -29,6 +29,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from beam_jobs import summary
 from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import UserError
+from beam_jobs.packaging import is_local, worker_packaging_args
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, WriteDataset
 from beam_jobs.sinks.finalize import MANIFEST
@@ -39,7 +40,6 @@ from schemas.record import RECIPE_SCHEMA_VERSION
 from transforms.policies import Policy
 
 LOCAL_RUNNER_NAME = "FnApiRunner (local, pinned by beam-expand)"
-_LOCAL_RUNNERS = {None, "directrunner", "direct", "fnapirunner", "bundlebaseddirectrunner", "switchingdirectrunner"}
 _PACKAGES = ("beam-expand", "apache-beam", "numpy", "pillow", "opencv-python-headless", "pyarrow", "protobuf")
 
 
@@ -256,8 +256,9 @@ def run_job(
         print(summary.dry_run_text(plan.dry_run()), file=out)
         return None
     prepare_output(config.output, config.overwrite)
-    options, runner, runner_name = make_pipeline_options(list(pipeline_args or []))
-    local = runner is not None or (runner_name or "").lower() in _LOCAL_RUNNERS
+    options, runner, runner_name = make_pipeline_options(worker_packaging_args(list(pipeline_args or [])))
+    # Progress files live on this machine's disk: only workers on this machine can write them.
+    local = runner is not None or is_local(options)
     print(
         f"beam-expand: {len(plan.listing.images):,} images x {plan.records_per_image} records each "
         f"-> {config.output} (runner: {runner_name})",

@@ -144,3 +144,11 @@ def test_replay_command_is_bit_exact(capsys, image_folder, tmp_path):
     assert main(argv) == 0
     assert "bit-exact" in capsys.readouterr().out
     assert "no record" in err(capsys, ["replay", str(out), "--source-key", "dogs/none.png", "--copy-index", "1"])
+
+
+def test_underscore_spellings_of_job_flags_are_accepted(capsys, image_folder, tmp_path):
+    # As Airflow's Beam operator writes them; Beam's own options keep underscores.
+    argv = ["run", "--source", str(image_folder), "--output", str(tmp_path / "o"), "--copies=1", "--no_progress",
+            "--include_original", "--direct_num_workers=1"]  # fmt: skip
+    assert main(argv) == 0
+    assert "wrote 24 records" in capsys.readouterr().out
