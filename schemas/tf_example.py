@@ -50,6 +50,16 @@ def _as_list(value: Any) -> list:
 
 
 _KINDS = {f.name: f.kind for f in FIELDS}
+_ORDER = sorted(_KINDS)
+# The bytes before each value never change: precompute "map entry tag + key" per field.
+_KEYS = {name: _delimited(1, name.encode("utf-8")) for name in _ORDER}
+_SMALL = [_varint(i) for i in range(128)]  # most ints here (labels, copy indices) are small
+
+
+def _int_feature(value: int) -> bytes:
+    v = _SMALL[value] if 0 <= value < 128 else _varint(value)
+    packed = b"\x0a" + _SMALL[len(v)] + v  # Int64List { value = 1 [packed] }
+    return b"\x1a" + _SMALL[len(packed)] + packed  # Feature { int64_list = 3 }
 
 
 def encode_example(record: Mapping[str, Any]) -> bytes:
@@ -67,9 +77,13 @@ def encode_example(record: Mapping[str, Any]) -> bytes:
         KeyError: If a declared field is missing.
     """
     entries = []
-    for name in sorted(_KINDS):
-        entry = _delimited(1, name.encode("utf-8")) + _delimited(2, _feature(_KINDS[name], record[name]))
-        entries.append(_delimited(1, entry))
+    for name in _ORDER:
+        value = record[name]
+        if _KINDS[name] in ("int64", "class_label") and isinstance(value, int):
+            feature = _int_feature(value)
+        else:
+            feature = _feature(_KINDS[name], value)
+        entries.append(_delimited(1, _KEYS[name] + _delimited(2, feature)))
     return _delimited(1, b"".join(entries))
 
 
