@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from beam_jobs.errors import UserError
+from beam_jobs.errors import JobFailed, UserError
 from transforms.functional.geometric import FILL_MODES
 from transforms.registry import PolicyError
 
@@ -120,6 +120,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     outp.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
     outp.add_argument("--max-shard-mb", type=int, default=256, help="roll shard files over at this size")
     outp.add_argument("--dry-run", action="store_true", help="print images per class and estimates, then stop")
+    outp.add_argument(
+        "--max-bad-fraction", type=float, help="fail, publishing nothing, if more than this share of inputs is bad"
+    )
     outp.add_argument("--no-progress", action="store_true", help="no progress line")
 
 
@@ -154,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     prev.add_argument("--policy", help="policy preset, file, string or mapping (default: the job's default)")
     prev.add_argument("--seed", type=int, default=0)
     prev.add_argument("--cache-dir")
+
+    for name, text in (("verify", "re-check a dataset against its manifest (exit 0 ok, 1 damaged, 2 not a dataset)"),
+                       ("info", "describe a dataset directory")):  # fmt: skip
+        cmd = sub.add_parser(name, help=text, allow_abbrev=False)
+        cmd.add_argument("dataset_dir")
 
     rep = sub.add_parser("replay", help="re-derive one copy bit for bit from its recipe", allow_abbrev=False)
     rep.add_argument("dataset_dir", nargs="?", help="output directory of a run")
@@ -237,6 +245,7 @@ def config_from_args(ns: argparse.Namespace):
         max_shard_mb=ns.max_shard_mb,
         cache_dir=ns.cache_dir,
         progress=not ns.no_progress,
+        max_bad_fraction=ns.max_bad_fraction,
     )
 
 
@@ -360,6 +369,25 @@ def _hyphenate(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
     return out
 
 
+def _verify(ns: argparse.Namespace) -> int:
+    from beam_jobs.inspect import verify
+
+    problems = verify(ns.dataset_dir)
+    for p in problems:
+        print(f"beam-expand: verify: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"beam-expand: {ns.dataset_dir} is complete and matches its manifest")
+    return 0
+
+
+def _info(ns: argparse.Namespace) -> int:
+    from beam_jobs.inspect import info_text
+
+    print(info_text(ns.dataset_dir))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``beam-expand`` console script; returns the exit code (2 for user errors)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -372,9 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.command != "run":
             if rest:
                 raise UserError(f"unknown argument(s): {' '.join(rest)}")
-            return {"datasets": lambda _: _datasets(), "ops": _ops, "preview": _preview, "replay": _replay}[ns.command](
-                ns
-            )
+            commands = {"datasets": lambda _: _datasets(), "ops": _ops, "preview": _preview, "replay": _replay,
+                        "verify": _verify, "info": _info}  # fmt: skip
+            return commands[ns.command](ns)
         check_beam_args(rest)
         config = config_from_args(ns)
         from beam_jobs.pipeline import run_job
@@ -384,6 +412,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, PolicyError) as e:
         print(f"beam-expand: error: {e}", file=sys.stderr)
         return 2
+    except JobFailed as e:
+        print(f"beam-expand: job failed: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("beam-expand: interrupted", file=sys.stderr)
         return 130

@@ -39,6 +39,7 @@ class JobConfig:
         max_shard_mb: Roll shard files over at this size.
         cache_dir: Download and generated-dataset cache.
         progress: Show a progress line on local runs.
+        max_bad_fraction: Fail (publishing nothing) when dead letters / inputs exceed this fraction.
     """
 
     output: str
@@ -62,6 +63,7 @@ class JobConfig:
     max_shard_mb: int = 256
     cache_dir: str | None = None
     progress: bool = True
+    max_bad_fraction: float | None = None
 
     def __post_init__(self):
         """Validates every field, naming the flag and the allowed values."""
@@ -85,6 +87,8 @@ class JobConfig:
             raise UserError(f"--image-size must be H,W with positive integers, got {self.image_size}")
         if self.limit is not None and self.limit < 1:
             raise UserError(f"--limit must be >= 1, got {self.limit}")
+        if self.max_bad_fraction is not None and not 0 <= self.max_bad_fraction <= 1:
+            raise UserError(f"--max-bad-fraction must be in [0, 1], got {self.max_bad_fraction}")
         if self.max_shard_mb < 1:
             raise UserError(f"--max-shard-mb must be >= 1, got {self.max_shard_mb}")
         if self.name is not None and not _NAME.match(self.name):

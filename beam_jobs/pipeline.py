@@ -28,11 +28,12 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from beam_jobs import summary
 from beam_jobs.config import JobConfig, dataset_name
-from beam_jobs.errors import UserError
+from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, WriteDataset
-from beam_jobs.sinks.finalize import MANIFEST
+from beam_jobs.sinks.finalize import MANIFEST, BadFractionError
+from beam_jobs.sinks.publish import clean_stale
 from beam_jobs.sources.archive import list_archive
 from beam_jobs.sources.datasets import ResolvedSource, default_cache_dir, resolve
 from beam_jobs.sources.listing import Listing, list_folder, select
@@ -138,9 +139,19 @@ def plan_job(config: JobConfig) -> JobPlan:
     return JobPlan(config, source, listing, prefix, license_bytes, name, config.policy)
 
 
-def build_pipeline(p: beam.Pipeline, plan: JobPlan, temp_dir: str, progress_dir: str | None = None, argv=None):
-    """Adds read -> expand -> write to ``p``; returns the one-element manifest PCollection."""
+def staging_dir(output: str, run_id: str) -> str:
+    """Returns where a run writes before it publishes: a sibling of the output."""
+    return f"{output.rstrip('/')}.staging-{run_id}"
+
+
+def build_pipeline(
+    p: beam.Pipeline, plan: JobPlan, run_id: str | None = None, progress_dir: str | None = None, argv=None
+):
+    """Adds read -> expand -> write (staged, verified, published) to ``p``; returns the manifest PCollection."""
     c = plan.config
+    run_id = run_id or uuid.uuid4().hex[:12]
+    staging = staging_dir(c.output, run_id)
+    temp_dir = FileSystems.join(staging, ".tmp")
     sources = p | "ReadImages" >> ReadImages(
         plan.source.kind, plan.listing.images, plan.source.path, plan.archive_prefix
     )
@@ -165,7 +176,10 @@ def build_pipeline(p: beam.Pipeline, plan: JobPlan, temp_dir: str, progress_dir:
         },
         finalize_args={
             "output": c.output,
+            "staging": staging,
             "temp_dir": temp_dir,
+            "run_id": run_id,
+            "max_bad_fraction": c.max_bad_fraction,
             "name": plan.name,
             "split": c.split,
             "formats": c.formats,
@@ -179,12 +193,14 @@ def build_pipeline(p: beam.Pipeline, plan: JobPlan, temp_dir: str, progress_dir:
 
 _OUR_FILES = re.compile(
     r"^(.+\.(tfrecord|parquet)-\d{5}-of-\d{5}|dataset_info\.json|features\.json|label\.labels\.txt|"
-    r"beam_expand\.json|dead_letter\.jsonl|LICENSE\.txt|\.beam-expand-tmp-.*)$"
+    r"beam_expand\.json|dead_letter\.jsonl|LICENSE\.txt|_SUCCESS)$"
 )
 
 
 def prepare_output(output: str, overwrite: bool) -> None:
-    """Refuses a non-empty output unless ``overwrite``; then removes only files a previous run wrote.
+    """Refuses a non-empty output unless ``overwrite``, and any output holding files beam-expand did not write.
+
+    Nothing is deleted here: the previous dataset stays readable until the new one is verified and published.
 
     Raises:
         UserError: The directory is not empty (without ``--overwrite``) or holds files beam-expand did not write.
@@ -203,8 +219,6 @@ def prepare_output(output: str, overwrite: bool) -> None:
             f"--output {output} holds files beam-expand did not write (e.g. {foreign[0]}); "
             "refusing to overwrite it: choose an empty or new directory"
         )
-    tops = sorted({output.rstrip("/") + "/" + r.split("/")[0] for r in rel})
-    FileSystems.delete(tops)
 
 
 def make_pipeline_options(pipeline_args: list[str]) -> tuple[PipelineOptions, Any, str]:
@@ -265,17 +279,26 @@ def run_job(
         file=out,
     )
     print("policy:\n" + summary.policy_text(plan.policy), file=out)
-    temp_dir = FileSystems.join(config.output, f".beam-expand-tmp-{uuid.uuid4().hex}")
+    clean_stale(config.output)
+    run_id = uuid.uuid4().hex[:12]
     progress_dir = tempfile.mkdtemp(prefix="beam-expand-progress-") if (local and config.progress) else None
     start = time.monotonic()
     try:
         p = beam.Pipeline(runner=runner, options=options)
-        build_pipeline(p, plan, temp_dir, progress_dir, argv)
+        build_pipeline(p, plan, run_id, progress_dir, argv)
         if progress_dir:
             with ProgressMonitor(progress_dir, len(plan.listing.images)):
                 p.run().wait_until_finish()
         else:
             p.run().wait_until_finish()
+    except Exception as e:
+        staging = staging_dir(config.output, run_id)
+        if FileSystems.exists(staging):
+            FileSystems.delete([staging])  # a failed run leaves nothing behind; killed ones: clean_stale
+        if BadFractionError.__name__ in f"{type(e).__name__}: {e}":
+            message = str(e).split(f"{BadFractionError.__name__}: ")[-1].split("\n")[0]
+            raise JobFailed(message.split(" [while running")[0]) from None
+        raise
     finally:
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)

@@ -66,7 +66,7 @@ def test_folder_run_writes_every_copy_with_its_label(image_folder, tmp_path, cac
     assert sum(int(n) for n in info["splits"][0]["shardLengths"]) == len(rows)
     assert (out / "label.labels.txt").read_text().split() == classes
     assert (out / "dead_letter.jsonl").read_text() == ""
-    assert not list(out.glob(".beam-expand-tmp-*"))
+    assert (out / "_SUCCESS").exists() and not list(tmp_path.glob("out.staging-*"))
 
 
 def test_tfds_reads_the_output_directory(image_folder, tmp_path, cache_dir):

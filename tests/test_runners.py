@@ -35,7 +35,9 @@ def test_every_dofn_pickles_with_beams_pickler(tmp_path):
     fns = [
         ExpandFn(PRESETS["randaugment"], copies=2, seed=1, class_names=["a"]),
         WriteShardsFn(str(tmp_path), ("tfrecord", "parquet"), ["a"], 1),
-        FinalizeFn(str(tmp_path), str(tmp_path / "t"), "x", "train", ("tfrecord",), ["a"], "jpeg", {}),
+        FinalizeFn(
+            str(tmp_path), str(tmp_path / "s"), str(tmp_path / "t"), "x", "train", ("tfrecord",), ["a"], "jpeg", {}
+        ),
         ReadArchiveFn("root/", {"a/1.jpg": (0, "a")}),
     ]
     for fn in fns:
@@ -52,7 +54,7 @@ def test_sources_are_reshuffled_before_decoding(image_folder, tmp_path, cache_di
     config = JobConfig(output=str(tmp_path / "o"), source=str(image_folder), policy=PRESETS["light"],
                        cache_dir=str(cache_dir))  # fmt: skip
     p = beam.Pipeline(options=PipelineOptions([]))
-    build_pipeline(p, plan_job(config), str(tmp_path / "tmp"))
+    build_pipeline(p, plan_job(config), "graphtest")
     proto = p.to_runner_api()
     transforms = proto.components.transforms
     expand = next(t for t in transforms.values() if t.unique_name.endswith("DecodeAugmentEncode"))

@@ -1,4 +1,8 @@
-"""The last step of a run: rename reported shards into place and write the metadata beside them.
+"""The last step of a run: stage the reported shards and the metadata, verify them, then publish.
+
+Everything is written into a staging directory beside the output; when the dead-letter share is acceptable and
+every shard re-reads with the reported count and a recorded sha256, the staging directory replaces the output
+(``beam_jobs.sinks.publish``). A failed or killed run never touches the published dataset.
 
 Output directory after a run::
 
@@ -8,6 +12,7 @@ Output directory after a run::
     beam_expand.json                       the job manifest: counts, seed, policy, versions, input listing
     dead_letter.jsonl                      one line per input that produced no records (always present)
     LICENSE.txt                            the source's license, when it has one
+    _SUCCESS                               written last, after verification
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from beam_jobs.sinks.publish import SUCCESS, publish, verify_shard
 from beam_jobs.sinks.shards import ShardReport
 from beam_jobs.sinks.writers import WRITERS
 from schemas.arrow import arrow_schema
@@ -45,11 +51,16 @@ def write_bytes(path: str, data: bytes) -> None:
         f.write(data)
 
 
+class BadFractionError(Exception):
+    """More inputs were dead-lettered than ``--max-bad-fraction`` allows; nothing was published."""
+
+
 class FinalizeFn(beam.DoFn):
-    """Publishes the shards reported by successful bundles and writes all metadata (runs once).
+    """Stages the shards reported by successful bundles and all metadata, verifies, publishes (runs once).
 
     Args:
-        output: Output directory.
+        output: Output directory (replaced at the end).
+        staging: Staging directory where everything is written first.
         temp_dir: Directory holding the temporary shard files; deleted at the end.
         name: Dataset name (shard prefix).
         split: Split name.
@@ -58,11 +69,14 @@ class FinalizeFn(beam.DoFn):
         image_format: Encoding of the images (for ``features.json``).
         manifest: The launcher's part of the manifest (config, policy, listing, versions); counts are added here.
         license_bytes: Content of the source's license file, copied to ``LICENSE.txt``, or None.
+        run_id: Unique id of this run (names the staging directory).
+        max_bad_fraction: Fail without publishing when dead letters / inputs exceed this, or None.
     """
 
     def __init__(
         self,
         output: str,
+        staging: str,
         temp_dir: str,
         name: str,
         split: str,
@@ -71,8 +85,13 @@ class FinalizeFn(beam.DoFn):
         image_format: str,
         manifest: dict[str, Any],
         license_bytes: bytes | None = None,
+        run_id: str = "",
+        max_bad_fraction: float | None = None,
     ):
         self._output = output
+        self._staging = staging
+        self._run_id = run_id
+        self._max_bad = max_bad_fraction
         self._temp_dir = temp_dir
         self._name = name
         self._split = split
@@ -83,7 +102,7 @@ class FinalizeFn(beam.DoFn):
         self._license = license_bytes
 
     def _path(self, filename: str) -> str:
-        return FileSystems.join(self._output, filename)
+        return FileSystems.join(self._staging, filename)
 
     def _publish(self, fmt: str, reports: list[ShardReport]) -> list[dict[str, Any]]:
         # Empty files (bundles that saw no record) are dropped; an empty run still gets one valid empty shard.
@@ -97,14 +116,22 @@ class FinalizeFn(beam.DoFn):
         count = len(kept)
         targets = [self._path(shard_name(self._name, self._split, fmt, i, count)) for i in range(count)]
         FileSystems.rename([r.temp_path for r in kept], targets)
-        sizes = [FileSystems.match([t])[0].metadata_list[0].size_in_bytes for t in targets]
+        # Re-read every shard: the count must match what the bundle reported; the sha256 goes in the manifest.
         return [
-            {"file": t.rsplit("/", 1)[-1], "records": r.num_records, "bytes": size}
-            for t, r, size in zip(targets, kept, sizes, strict=True)
+            {"file": t.rsplit("/", 1)[-1], **verify_shard(t, fmt, expected=r.num_records)}
+            for t, r in zip(targets, kept, strict=True)
         ]
 
     def process(self, _unused, reports: list[ShardReport], dead_letters: list[dict]):
-        """Renames shards, writes metadata, deletes the temporary directory; yields the manifest."""
+        """Checks the bad share, stages and verifies shards and metadata, publishes; yields the manifest."""
+        images_in_total = sum(self._manifest["listing"]["per_class"].values())
+        if self._max_bad is not None and images_in_total and len(dead_letters) / images_in_total > self._max_bad:
+            FileSystems.delete([self._staging])
+            raise BadFractionError(
+                f"{len(dead_letters)} of {images_in_total} inputs were dead-lettered "
+                f"({len(dead_letters) / images_in_total:.1%}), over --max-bad-fraction {self._max_bad}; "
+                "nothing was published"
+            )
         shards = {fmt: self._publish(fmt, reports) for fmt in self._formats}
         counted = [r for r in reports if r.fmt == self._formats[0]]
         records = Counter()
@@ -147,6 +174,9 @@ class FinalizeFn(beam.DoFn):
             },
         }
         manifest["shards"] = shards
+        manifest["run_id"] = self._run_id
         write_text(self._path(MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         FileSystems.delete([self._temp_dir])
+        write_text(self._path(SUCCESS), "")
+        publish(self._staging, self._output, self._run_id)
         yield manifest

@@ -1,0 +1,81 @@
+"""``beam-expand verify OUT`` and ``beam-expand info OUT``: check and describe a published dataset.
+
+Exit codes (for schedulers): 0 = the dataset is complete and matches its manifest; 1 = it does not (a missing or
+changed shard, a count that does not add up); 2 = OUT is not a beam-expand dataset (no manifest).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from apache_beam.io.filesystems import FileSystems
+
+from beam_jobs.errors import UserError
+from beam_jobs.sinks.finalize import MANIFEST
+from beam_jobs.sinks.publish import SUCCESS, VerificationError, verify_shard
+
+
+def load_manifest(out: str) -> dict[str, Any]:
+    """Reads ``beam_expand.json``.
+
+    Raises:
+        UserError: OUT holds no manifest.
+    """
+    path = FileSystems.join(out, MANIFEST)
+    if not FileSystems.exists(path):
+        raise UserError(f"{out} is not a beam-expand dataset (no {MANIFEST})")
+    with FileSystems.open(path) as f:
+        return json.load(f)
+
+
+def verify(out: str) -> list[str]:
+    """Re-checks every shard (records, TFRecord CRCs, sha256) and the counts; returns the problems found."""
+    manifest = load_manifest(out)
+    problems = []
+    if not FileSystems.exists(FileSystems.join(out, SUCCESS)):
+        problems.append(f"{SUCCESS} is missing: the run that wrote {out} did not finish")
+    for fmt, shards in manifest["shards"].items():
+        total = 0
+        for shard in shards:
+            path = FileSystems.join(out, shard["file"])
+            try:
+                verify_shard(path, fmt, expected=shard["records"], sha256=shard.get("sha256"))
+            except VerificationError as e:
+                problems.append(str(e))
+            total += shard["records"]
+        if total != manifest["counts"]["records_out"]:
+            problems.append(
+                f"{fmt} shards hold {total} records, the manifest counts {manifest['counts']['records_out']}"
+            )
+    c = manifest["counts"]
+    if c["images_in"] != c["images_ok"] + c["dead_letters"]:
+        problems.append(f"images_in {c['images_in']} != images_ok {c['images_ok']} + dead letters {c['dead_letters']}")
+    per_image = manifest["copies"] + int(manifest["include_original"])
+    if c["records_out"] != c["images_ok"] * per_image:
+        problems.append(f"records_out {c['records_out']} != images_ok {c['images_ok']} x {per_image}")
+    return problems
+
+
+def info_text(out: str) -> str:
+    """Returns a human-readable description of a dataset directory."""
+    from beam_jobs.summary import _table, policy_text
+
+    m = load_manifest(out)
+    c = m["counts"]
+    rows = [[n, f"{v['images_in']:,}", f"{v['dead_letters']:,}", f"{v['records_out']:,}"]
+            for n, v in c["per_class"].items()]  # fmt: skip
+    shards = ", ".join(f"{len(v)} {k} ({sum(s['bytes'] for s in v) / 1e6:,.1f} MB)" for k, v in m["shards"].items())
+    return "\n".join(
+        [
+            f"{out}: {m['name']} / {m['split']}, {c['records_out']:,} records in {shards}",
+            f"classes: {len(m['class_names'])}; copies per image: {m['copies']}"
+            + (" + original" if m["include_original"] else "")
+            + f"; seed {m['seed']}; recipe schema v{m['recipe_schema_version']}; run {m.get('run_id', '?')}",
+            _table(rows, ["class", "images in", "dead letters", "records"]),
+            f"source: {m['source']['path']} ({m['source']['kind']})",
+            "policy:",
+            policy_text(m["policy"]),
+            "packages: " + ", ".join(f"{k} {v}" for k, v in sorted(m["packages"].items())),
+        ]
+    )

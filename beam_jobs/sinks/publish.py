@@ -1,0 +1,140 @@
+"""Verify a staged dataset, then publish it in one step; clean up what failed runs left behind.
+
+A run writes into ``<output>.staging-<run id>`` (a sibling of the output). Only when every shard has been
+re-read and matches the manifest (record count, TFRecord CRCs, sha256) does the staging directory replace the
+output: on a local disk by two renames (the old dataset moves aside, the new one moves in; a reader sees the old
+dataset, the new one, or for a moment none — never half of one). Object stores have no directory rename: there
+the files are moved one by one, so use ``--refresh`` (a ``LATEST`` pointer swapped atomically) when readers may
+be reading during a publish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import struct
+import time
+
+from apache_beam.io.filesystems import FileSystems
+
+from beam_jobs.sinks.writers import _masked_crc
+
+SUCCESS = "_SUCCESS"
+STALE_SECONDS = 6 * 3600
+
+
+class VerificationError(Exception):
+    """A written shard does not match what the run reported."""
+
+
+def sha256_file(path: str) -> str:
+    """Returns the hex sha256 of a file on any Beam filesystem."""
+    h = hashlib.sha256()
+    with FileSystems.open(path) as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def count_tfrecords(path: str) -> int:
+    """Walks a TFRecord file, checking every length and data CRC; returns the number of records.
+
+    Raises:
+        VerificationError: A truncated record or a CRC mismatch, with the record's offset.
+    """
+    n = 0
+    offset = 0
+    with FileSystems.open(path) as f:
+        while True:
+            header = f.read(12)
+            if not header:
+                return n
+            if len(header) < 12:
+                raise VerificationError(f"{path}: truncated record header at byte {offset}")
+            (length,) = struct.unpack("<Q", header[:8])
+            (length_crc,) = struct.unpack("<I", header[8:])
+            if _masked_crc(header[:8]) != length_crc:
+                raise VerificationError(f"{path}: bad length CRC at byte {offset}")
+            body = f.read(length + 4)
+            if len(body) < length + 4:
+                raise VerificationError(f"{path}: truncated record at byte {offset}")
+            (data_crc,) = struct.unpack("<I", body[length:])
+            if _masked_crc(body[:length]) != data_crc:
+                raise VerificationError(f"{path}: bad data CRC at byte {offset}")
+            n += 1
+            offset += 12 + length + 4
+
+
+def count_parquet(path: str) -> int:
+    """Returns the number of rows a Parquet file's footer declares (reading the footer checks it is whole)."""
+    import pyarrow.parquet as pq
+
+    with FileSystems.open(path) as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
+def verify_shard(path: str, fmt: str, expected: int | None = None, sha256: str | None = None) -> dict:
+    """Re-reads one shard; returns ``{records, bytes, sha256}``.
+
+    Raises:
+        VerificationError: The count or the checksum differs from what is expected, or the file is damaged.
+    """
+    try:
+        records = count_tfrecords(path) if fmt == "tfrecord" else count_parquet(path)
+    except VerificationError:
+        raise
+    except Exception as e:  # a damaged Parquet footer, a missing file
+        raise VerificationError(f"{path}: {type(e).__name__}: {e}") from None
+    if expected is not None and records != expected:
+        raise VerificationError(f"{path}: {records} records, expected {expected}")
+    digest = sha256_file(path)
+    if sha256 is not None and digest != sha256:
+        raise VerificationError(f"{path}: sha256 {digest}, expected {sha256}")
+    size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+    return {"records": records, "bytes": size, "sha256": digest}
+
+
+def _is_local(path: str) -> bool:
+    return FileSystems.get_scheme(path) in (None, "file")
+
+
+def publish(staging: str, output: str, run_id: str) -> None:
+    """Replaces ``output`` with the verified ``staging`` directory."""
+    if _is_local(output):
+        old = f"{output.rstrip('/')}.old-{run_id}"
+        if os.path.exists(output):
+            os.rename(output, old)
+        os.rename(staging, output)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    # Object stores: no directory rename. Remove the previous run's files, then move the new ones in.
+    prefix = output.rstrip("/") + "/"
+    old = [m.path for m in FileSystems.match([prefix + "**"])[0].metadata_list] if FileSystems.exists(output) else []
+    if old:
+        FileSystems.delete(old)
+    files = [m.path for m in FileSystems.match([staging.rstrip("/") + "/**"])[0].metadata_list]
+    FileSystems.rename(files, [prefix + f[len(staging.rstrip("/")) + 1 :] for f in files])
+
+
+def clean_stale(output: str, max_age: float = STALE_SECONDS) -> list[str]:
+    """Deletes ``<output>.staging-*`` / ``.old-*`` left by killed or failed runs more than ``max_age`` s ago."""
+    base = output.rstrip("/")
+    removed = []
+    for pattern in (base + ".staging-*", base + ".old-*"):
+        if _is_local(base):
+            import glob
+
+            for path in glob.glob(pattern):
+                newest = max((os.path.getmtime(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs),
+                             default=os.path.getmtime(path))  # fmt: skip
+                if time.time() - newest > max_age:
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+        else:
+            metas = FileSystems.match([pattern + "/**"])[0].metadata_list
+            stale = [m.path for m in metas if time.time() - (m.last_updated_in_seconds or time.time()) > max_age]
+            if stale:
+                FileSystems.delete(stale)
+                removed.extend(stale)
+    return removed

@@ -1,0 +1,82 @@
+"""Nothing partial: staging, verification, atomic publish, --max-bad-fraction, verify/info, and a killed run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from beam_jobs.cli import main
+from beam_jobs.sinks.publish import VerificationError, clean_stale, verify_shard
+from tests.fixtures import make_folder
+
+
+def _run(src, out, *extra):
+    return main(["run", "--source", str(src), "--output", str(out), "--copies", "2", "--no-progress", *extra])
+
+
+def test_verify_and_info_on_a_published_dataset(capsys, image_folder, tmp_path):
+    out = tmp_path / "out"
+    assert _run(image_folder, out) == 0
+    assert main(["verify", str(out)]) == 0
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "matches its manifest" in text and "cats" in text and "records in" in text
+    manifest = json.loads((out / "beam_expand.json").read_text())
+    shard = out / manifest["shards"]["tfrecord"][0]["file"]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside an image
+    shard.write_bytes(bytes(data))
+    assert main(["verify", str(out)]) == 1
+    assert "CRC" in capsys.readouterr().err
+    assert main(["verify", str(tmp_path)]) == 2
+
+
+def test_verify_shard_catches_truncation(image_folder, tmp_path):
+    out = tmp_path / "out"
+    assert _run(image_folder, out) == 0
+    shard = next(out.glob("*.tfrecord-*"))
+    shard.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(VerificationError, match="truncated"):
+        verify_shard(str(shard), "tfrecord")
+
+
+def test_too_many_bad_inputs_fail_the_job_and_leave_the_published_dataset(capsys, image_folder, tmp_path):
+    out = tmp_path / "out"
+    assert _run(image_folder, out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for i in range(3):
+        (image_folder / "cats" / f"bad{i}.jpg").write_bytes(b"garbage")
+    capsys.readouterr()
+    assert _run(image_folder, out, "--overwrite", "--max-bad-fraction", "0.1") == 1
+    assert "over --max-bad-fraction 0.1; nothing was published" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not list(tmp_path.glob("out.staging-*"))
+    assert _run(image_folder, out, "--overwrite", "--max-bad-fraction", "0.25") == 0  # 3 of 15 = 20%
+
+
+def test_a_killed_run_leaves_the_published_dataset_and_a_rerun_completes(tmp_path):
+    src = make_folder(tmp_path / "src", per_class=40, size=(160, 200))
+    out = tmp_path / "out"
+    assert _run(src, out, "--copies", "1") == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    cmd = [sys.executable, "-m", "beam_jobs.cli", "run", "--source", str(src), "--output", str(out), "--copies",
+           "6", "--overwrite", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    staging = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and staging is None:  # wait until shards are being written
+        staging = next((p for p in tmp_path.glob("out.staging-*") if any(p.rglob("*-*"))), None)
+        time.sleep(0.05)
+    assert staging is not None, proc.communicate()[0][-2000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+    assert not list(out.glob(".*"))  # no partial shards where readers look
+    assert clean_stale(str(out), max_age=0) and not list(tmp_path.glob("out.staging-*"))
+    assert _run(src, out, "--copies", "6", "--overwrite") == 0
+    assert main(["verify", str(out)]) == 0
+    assert json.loads((out / "beam_expand.json").read_text())["counts"]["records_out"] == 120 * 6
