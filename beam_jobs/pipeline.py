@@ -97,6 +97,7 @@ class JobPlan:
                 "per_class": self.listing.per_class(),
                 "ignored": self.listing.ignored,
                 "skipped": self.listing.skipped,
+                "problems": self.listing.problems,
                 "images": [
                     {"key": s.key, "label": s.label, "bytes": self.listing.sizes.get(s.key)}
                     for s in self.listing.images
@@ -165,7 +166,8 @@ def build_pipeline(
         quality=c.quality,
         class_names=plan.listing.class_names,
     )
-    return {"records": outputs.records, "dead_letter": outputs.dead_letter} | "WriteDataset" >> WriteDataset(
+    streams = {"records": outputs.records, "dead_letter": outputs.dead_letter, "source_info": outputs.source_info}
+    return streams | "WriteDataset" >> WriteDataset(
         write_args={
             "temp_dir": temp_dir,
             "formats": c.formats,

@@ -4,8 +4,8 @@ Shapes between steps::
 
     ReadImages:    PBegin -> SourceImage (path for folders, bytes for archive members), reshuffled so that
                    decoding spreads over workers even when the input is one archive or a few files
-    ExpandImages:  SourceImage -> {"records": record dict, "dead_letter": dict}
-    WriteDataset:  {"records", "dead_letter"} -> manifest dict (one element, after every shard is in place)
+    ExpandImages:  SourceImage -> {"records": record dict, "dead_letter": dict, "source_info": {key, sha256}}
+    WriteDataset:  {"records", "dead_letter", "source_info"} -> manifest dict (one element, once published)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import apache_beam as beam
 from beam_jobs.sinks.finalize import FinalizeFn
 from beam_jobs.sinks.shards import WriteShardsFn
 from beam_jobs.sources.archive import ReadArchiveFn
-from transforms.expand import DEAD_LETTER, ExpandFn
+from transforms.expand import DEAD_LETTER, SOURCE_INFO, ExpandFn
 
 
 class ReadImages(beam.PTransform):
@@ -64,9 +64,9 @@ class ExpandImages(beam.PTransform):
         self._args = expand_args
 
     def expand(self, sources):
-        """Returns ``DoOutputsTuple`` with ``records`` and ``dead_letter``."""
+        """Returns ``DoOutputsTuple`` with ``records``, ``dead_letter`` and ``source_info``."""
         return sources | "DecodeAugmentEncode" >> beam.ParDo(ExpandFn(**self._args)).with_outputs(
-            DEAD_LETTER, main="records"
+            DEAD_LETTER, SOURCE_INFO, main="records"
         )
 
 
@@ -84,12 +84,17 @@ class WriteDataset(beam.PTransform):
         self._finalize_args = finalize_args
 
     def expand(self, outputs):
-        """Takes ``{"records": ..., "dead_letter": ...}``; returns the manifest as a one-element PCollection."""
-        records, dead = outputs["records"], outputs[DEAD_LETTER]
+        """Takes ``{"records", "dead_letter", "source_info"}``; returns the manifest as a one-element PCollection."""
+        records, dead, info = outputs["records"], outputs[DEAD_LETTER], outputs[SOURCE_INFO]
         reports = records | "WriteShards" >> beam.ParDo(WriteShardsFn(**self._write_args)).with_output_types(Any)
         return (
             records.pipeline
             | "Once" >> beam.Create([None])
             | "Finalize"
-            >> beam.ParDo(FinalizeFn(**self._finalize_args), beam.pvalue.AsList(reports), beam.pvalue.AsList(dead))
+            >> beam.ParDo(
+                FinalizeFn(**self._finalize_args),
+                beam.pvalue.AsList(reports),
+                beam.pvalue.AsList(dead),
+                beam.pvalue.AsList(info),
+            )
         )

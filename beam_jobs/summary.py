@@ -62,5 +62,6 @@ def run_summary_text(manifest: dict[str, Any], wall_seconds: float, runner: str,
             f"ignored files: {c['ignored_files']}; skipped non-images: {c['skipped_non_images']}; "
             f"dead letters: {c['dead_letters']} (see dead_letter.jsonl)",
             f"runner: {runner}; wall time {wall_seconds:,.1f}s; {rate:,.1f} records/s",
+            *(f"warning: {p}" for p in manifest["listing"].get("problems", [])),
         ]
     )

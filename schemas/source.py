@@ -14,6 +14,8 @@ class SourceImage(NamedTuple):
         label_name: Class name.
         path: Where to read the bytes (any Beam filesystem path), when ``data`` is None.
         data: The encoded bytes, for sources that already hold them (archive members).
+        error: Why the source cannot be read (e.g. an oversized or truncated archive member), as a reason code;
+            the expansion step dead-letters it.
     """
 
     key: str
@@ -21,3 +23,4 @@ class SourceImage(NamedTuple):
     label_name: str
     path: str | None = None
     data: bytes | None = None
+    error: str | None = None

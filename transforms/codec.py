@@ -45,7 +45,8 @@ def decode_image(
         max_side: Reject images with a longer side.
 
     Returns:
-        The image and the ``decode`` recipe step (real format, original mode and size, EXIF orientation).
+        The image and the ``decode`` recipe step (real format, original mode and size, EXIF orientation, frame
+        count; animated and multi-page files give their first frame).
 
     Raises:
         DecodeError: Empty, unidentifiable, disallowed, oversized, truncated or corrupt input.
@@ -64,9 +65,9 @@ def decode_image(
                 raise DecodeError("empty_image", f"image has no pixels ({width}x{height})")
             if width * height > max_pixels or max(width, height) > max_side:
                 raise DecodeError("too_large", f"{width}x{height} exceeds the pixel cap")
+            frames = int(getattr(img, "n_frames", 1))  # from the header; later frames are never decoded
             img.load()
-            orientation = img.getexif().get(0x0112, 1)
-            img = ImageOps.exif_transpose(img)
+            img, orientation = _apply_exif_orientation(img)
     except DecodeError:
         raise
     except UnidentifiedImageError:
@@ -86,17 +87,33 @@ def decode_image(
             "mode": mode,
             "height": int(rgb.shape[0]),
             "width": int(rgb.shape[1]),
-            "exif_orientation": int(orientation) if isinstance(orientation, int) else 1,
+            "exif_orientation": orientation,
+            "frames": frames,
         },
     }
     return rgb, step
 
 
+def _apply_exif_orientation(img: Image.Image) -> tuple[Image.Image, int]:
+    """Applies EXIF orientation 1-8 (5-8 swap width and height).
+
+    Pinned policy for malformed EXIF: the pixels are kept as stored and ``exif_orientation`` is recorded as 0.
+    """
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+        if not isinstance(orientation, int) or not 1 <= orientation <= 8:
+            return img, 0
+        return (ImageOps.exif_transpose(img) if orientation != 1 else img), orientation
+    except Exception:  # noqa: BLE001 (any EXIF parser failure is "malformed EXIF")
+        return img, 0
+
+
 def _to_rgb(img: Image.Image) -> np.ndarray:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        # 16-bit grey: scale to 8 bits (Pillow's plain convert would clip to two levels).
-        arr = (np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8)
-        return np.repeat(arr[:, :, None], 3, axis=2)
+    if img.mode.startswith("I"):
+        arr = np.asarray(img)
+        if arr.size and 0 <= arr.min() and arr.max() <= 65535:
+            # 16-bit grey (PNG and TIFF open as I;16 or I): scale to 8 bits; Pillow's convert would clip it.
+            return np.repeat((arr.astype(np.uint32) >> 8).astype(np.uint8)[:, :, None], 3, axis=2)
     if img.mode in ("I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())

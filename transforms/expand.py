@@ -5,6 +5,7 @@ Shape of the data::
     SourceImage(key, label, label_name, path|data)
       -> ExpandFn -> record dicts (schemas.FIELDS), copy_index 0 (original, optional) and 1..K
                   -> 'dead_letter' tag: {source_key, stage, reason, error_type, message, sha256}
+                  -> 'source_info' tag: {key, sha256} of every source that produced records
 
 Decode happens once per source, resize once per source, then K augment+encode steps, all fused in one call: no
 pixels ever leave the worker. A source yields all of its records from one ``process`` call, or none.
@@ -26,6 +27,7 @@ from transforms.geometric import Resize
 from transforms.policies import Policy
 
 DEAD_LETTER = "dead_letter"
+SOURCE_INFO = "source_info"
 METRICS_NAMESPACE = "beam_expand"
 
 
@@ -155,6 +157,11 @@ class ExpandFn(beam.DoFn):
     def process(self, source: SourceImage):
         """Yields the source's records, or one tagged dead letter."""
         data = source.data
+        if source.error is not None:
+            self._dead.inc()
+            error = ValueError(f"archive member not usable: {source.error}")
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(source, "read", source.error, error, None))
+            return
         if data is None:
             try:
                 with FileSystems.open(source.path) as f:
@@ -185,3 +192,4 @@ class ExpandFn(beam.DoFn):
         self._images_ok.inc()
         self._copies_out.inc(len(records))
         yield from records
+        yield beam.pvalue.TaggedOutput(SOURCE_INFO, {"key": source.key, "sha256": hashlib.sha256(data).hexdigest()})

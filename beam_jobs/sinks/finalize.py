@@ -122,7 +122,7 @@ class FinalizeFn(beam.DoFn):
             for t, r in zip(targets, kept, strict=True)
         ]
 
-    def process(self, _unused, reports: list[ShardReport], dead_letters: list[dict]):
+    def process(self, _unused, reports: list[ShardReport], dead_letters: list[dict], source_info: list[dict] = ()):
         """Checks the bad share, stages and verifies shards and metadata, publishes; yields the manifest."""
         images_in_total = sum(self._manifest["listing"]["per_class"].values())
         if self._max_bad is not None and images_in_total and len(dead_letters) / images_in_total > self._max_bad:
@@ -175,6 +175,17 @@ class FinalizeFn(beam.DoFn):
         }
         manifest["shards"] = shards
         manifest["run_id"] = self._run_id
+        # Content hashes of every input that could be read (for refresh and incremental runs), and the pinned
+        # policy for identical bytes at several paths: each path is a source of its own; they are reported.
+        digests = {i["key"]: i["sha256"] for i in source_info}
+        digests.update({d["source_key"]: d["sha256"] for d in dead if d.get("sha256")})
+        listing = dict(manifest["listing"])
+        listing["images"] = [{**e, "sha256": digests.get(e["key"])} for e in listing["images"]]
+        manifest["listing"] = listing
+        by_digest: dict[str, list[str]] = {}
+        for key, digest in sorted(digests.items()):
+            by_digest.setdefault(digest, []).append(key)
+        manifest["duplicate_content"] = [keys for keys in by_digest.values() if len(keys) > 1]
         write_text(self._path(MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         FileSystems.delete([self._temp_dir])
         write_text(self._path(SUCCESS), "")

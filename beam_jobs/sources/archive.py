@@ -8,6 +8,7 @@ under one top-level folder (``flower_photos/...``), that folder is the dataset r
 from __future__ import annotations
 
 import tarfile
+import zlib
 from collections.abc import Iterator
 
 import apache_beam as beam
@@ -29,7 +30,11 @@ def is_archive(path: str) -> bool:
 
 
 def safe_name(name: str) -> str | None:
-    """Returns the normalized POSIX member name, or None if it is absolute or escapes the archive."""
+    """Returns the normalized POSIX member name, or None if it is absolute, escapes the archive or is not UTF-8."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # tarfile keeps undecodable bytes as surrogates; keys must be real text
+        return None
     name = name.replace("\\", "/")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         return None
@@ -39,10 +44,17 @@ def safe_name(name: str) -> str | None:
     return "/".join(parts)
 
 
-def iter_members(path: str, with_data: bool) -> Iterator[tuple[str | None, tarfile.TarInfo, bytes | None]]:
-    """Streams an archive, yielding ``(safe name or None, member, data or None)`` for every member.
+ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
 
-    Data is read only for regular files of at most ``MAX_MEMBER_BYTES`` when ``with_data`` is set.
+
+def iter_members(path: str, with_data: bool) -> Iterator[tuple[str | None, tarfile.TarInfo, bytes | None]]:
+    """Streams an archive, yielding ``(safe name or None, member, data or None)`` for every non-directory member.
+
+    Data is read only for regular files of at most ``MAX_MEMBER_BYTES`` when ``with_data`` is set; only one
+    member is ever held in memory, so a gzip bomb costs time, not memory.
+
+    Raises:
+        tarfile.TarError, OSError, EOFError, zlib.error: The archive is truncated or corrupt at this point.
     """
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
         with tarfile.open(fileobj=raw, mode="r|*") as tar:
@@ -60,25 +72,34 @@ def iter_members(path: str, with_data: bool) -> Iterator[tuple[str | None, tarfi
 def list_archive(path: str) -> tuple[Listing, str, bytes | None]:
     """Lists an archive's images in one streaming pass.
 
+    Unsafe names (absolute, ``..``, links, devices, non-UTF-8) are ignored and reported; a repeated member name
+    keeps its first occurrence; members over ``MAX_MEMBER_BYTES`` stay listed and are dead-lettered as
+    ``too_large``; a truncated or corrupt archive keeps the members before the damage and says where it stopped.
+
     Returns:
         The listing (image keys relative to the root folder), the root prefix (e.g. ``flower_photos/``) and the
         bytes of a ``LICENSE.txt`` found at the root, if any.
 
     Raises:
-        UserError: The archive cannot be read or holds no class folders with images.
+        UserError: The archive cannot be read at all or holds no class folders with images.
     """
-    names, unsafe = [], []
+    names, unsafe, duplicates, problems = [], [], [], []
     sizes: dict[str, int] = {}
-    licenses: dict[str, bytes] = {}
     try:
         for name, member, _ in iter_members(path, with_data=False):
             if name is None:
-                unsafe.append(member.name)
-                continue
-            names.append(name)
-            sizes[name] = member.size
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise UserError(f"cannot read archive {path}: {e}; pass a valid .tar/.tgz or a folder as --source") from None
+                unsafe.append(member.name.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace"))
+            elif name in sizes:
+                duplicates.append(name)
+            else:
+                names.append(name)
+                sizes[name] = member.size
+    except ARCHIVE_ERRORS as e:
+        if not names:
+            raise UserError(
+                f"cannot read archive {path}: {e}; pass a valid .tar/.tgz or a folder as --source"
+            ) from None
+        problems.append(f"archive damaged after {len(names)} members ({type(e).__name__}: {e}); the rest is lost")
     tops = {n.split("/")[0] for n in names}
     prefix = ""
     if len(tops) == 1 and all("/" in n for n in names):
@@ -86,15 +107,20 @@ def list_archive(path: str) -> tuple[Listing, str, bytes | None]:
     entries = [(n[len(prefix) :], None, sizes[n]) for n in names if n.startswith(prefix)]
     listing = build_listing(entries)
     listing.ignored.extend(sorted(unsafe))
+    listing.ignored.extend(f"{d} (duplicate member name)" for d in duplicates)
+    listing.problems.extend(problems)
     if not listing.images:
         raise UserError(f"archive {path} holds no images in class folders (<class>/<image>.jpg)")
+    license_bytes = None
     wanted = {prefix + n for n in LICENSE_NAMES}
     if wanted & set(names):
-        for name, _, data in iter_members(path, with_data=True):
-            if name in wanted and data is not None:
-                licenses[name] = data
-                break
-    license_bytes = next(iter(licenses.values()), None)
+        try:
+            for name, _, data in iter_members(path, with_data=True):
+                if name in wanted and data is not None:
+                    license_bytes = data
+                    break
+        except ARCHIVE_ERRORS:
+            pass
     return listing, prefix, license_bytes
 
 
@@ -111,11 +137,25 @@ class ReadArchiveFn(beam.DoFn):
         self._selected = selected
 
     def process(self, path: str):
-        """Yields ``SourceImage``s in archive order; the pipeline reshuffles them before decoding."""
-        for name, _, data in iter_members(path, with_data=True):
-            if name is None or not name.startswith(self._prefix):
-                continue
-            key = name[len(self._prefix) :]
-            if key in self._selected:
+        """Yields ``SourceImage``s in archive order; the pipeline reshuffles them before decoding.
+
+        Every selected key is emitted exactly once: with its bytes, or with an ``error`` (``too_large``, or
+        ``archive_damaged`` for members at or after the point where the archive breaks off).
+        """
+        emitted: set[str] = set()
+        try:
+            for name, member, data in iter_members(path, with_data=True):
+                if name is None or not name.startswith(self._prefix):
+                    continue
+                key = name[len(self._prefix) :]
+                if key not in self._selected or key in emitted:
+                    continue
+                emitted.add(key)
                 label, label_name = self._selected[key]
-                yield SourceImage(key=key, label=label, label_name=label_name, data=data or b"")
+                error = "too_large" if member.size > MAX_MEMBER_BYTES else None
+                yield SourceImage(key=key, label=label, label_name=label_name, data=data or b"", error=error)
+        except ARCHIVE_ERRORS:
+            pass
+        for key in sorted(set(self._selected) - emitted):
+            label, label_name = self._selected[key]
+            yield SourceImage(key=key, label=label, label_name=label_name, error="archive_damaged")

@@ -30,6 +30,7 @@ class Listing:
         ignored: Keys of files outside class folders or of junk entries (reported, not read).
         skipped: Keys of files in class folders without an image extension (counted).
         sizes: Bytes per selected key, where known (for the dry-run estimate).
+        problems: Source-level problems (e.g. an archive that breaks off), reported in the summary and manifest.
     """
 
     class_names: list[str]
@@ -37,6 +38,7 @@ class Listing:
     ignored: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     sizes: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
 
     def per_class(self) -> dict[str, int]:
         """Returns the number of selected images per class name, in class order."""
@@ -121,4 +123,4 @@ def select(listing: Listing, classes: list[str] | None, limit: int | None) -> Li
     if limit is not None:
         images = sorted(sorted(images, key=lambda s: stable_fraction(s.key, "limit"))[:limit], key=lambda s: s.key)
     sizes = {s.key: listing.sizes.get(s.key, 0) for s in images}
-    return Listing(names, images, listing.ignored, listing.skipped, sizes)
+    return Listing(names, images, listing.ignored, listing.skipped, sizes, listing.problems)

@@ -1,0 +1,276 @@
+"""Hostile inputs, each generated here with its documented outcome (see README, "Messy data").
+
+Decoding (``transforms.codec.decode_image``) and the whole job on a folder and on an archive full of hazards.
+"""
+
+import io
+import json
+import struct
+import tarfile
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from beam_jobs.sources import archive
+from beam_jobs.sources.archive import list_archive
+from tests.fixtures import encode, photo_like, read_tfrecords
+from tests.test_pipeline_e2e import run
+from transforms.codec import DecodeError, decode_image
+
+RGB = photo_like(np.random.default_rng(5), 40, 60)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 16)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+def save(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def reason(data: bytes, **kw) -> str:
+    with pytest.raises(DecodeError) as e:
+        decode_image(data, **kw)
+    return e.value.reason
+
+
+def test_empty_random_html_and_documents_are_rejected():
+    assert reason(b"") == "empty_file"
+    assert reason(np.random.default_rng(0).bytes(5000)) == "not_an_image"
+    assert reason(b"<!DOCTYPE html><html><body>404 Not Found</body></html>") == "not_an_image"
+    assert reason(b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer\n%%EOF") == "not_an_image"
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n%%EOF\n"
+    assert reason(eps) in ("format_not_allowed", "not_an_image")  # never rendered (Ghostscript is never run)
+    fits = b"SIMPLE  =                    T".ljust(80) + b"BITPIX  =                    8".ljust(80)
+    assert reason(fits + b"END".ljust(80) * 34) in ("format_not_allowed", "not_an_image", "corrupt")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("fraction", [0.5, 0.99])
+def test_truncated_files_are_rejected_never_padded(fmt, fraction):
+    data = encode(RGB, fmt)
+    assert reason(data[: int(len(data) * fraction)]) == "corrupt"
+
+
+def test_png_with_a_corrupt_chunk():
+    data = bytearray(encode(RGB, "PNG"))
+    idat = data.index(b"IDAT")
+    data[idat + 10] ^= 0xFF
+    assert reason(bytes(data)) == "corrupt"
+
+
+def test_decompression_bombs_are_rejected_from_the_header():
+    assert reason(png_header_only(20000, 20000)) == "too_large"
+    # Between Pillow's warning (89.5 Mpx) and error (179 Mpx) limits, even with our own cap raised.
+    assert reason(png_header_only(10000, 10000), max_pixels=500_000_000) == "too_large"
+    assert reason(png_header_only(40000, 10), max_side=32768) == "too_large"
+
+
+def test_degenerate_sizes():
+    assert reason(png_header_only(0, 10)) in ("corrupt", "empty_image", "not_an_image")
+    image, step = decode_image(encode(RGB[:1, :1], "PNG"))
+    assert image.shape == (1, 1, 3) and step["params"]["width"] == 1
+
+
+def test_extension_does_not_matter_the_content_does():
+    image, step = decode_image(encode(RGB, "PNG"))
+    assert step["params"]["format"] == "PNG" and np.array_equal(image, RGB)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(orientation):
+    from PIL import ImageOps
+
+    pil = Image.fromarray(RGB)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = save(pil, "PNG", exif=exif.tobytes())
+    image, step = decode_image(data)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    assert np.array_equal(image, expected) and step["params"]["exif_orientation"] == orientation
+    assert image.shape[:2] == ((60, 40) if orientation >= 5 else (40, 60))
+
+
+def test_malformed_exif_keeps_the_pixels():
+    jpeg = bytearray(encode(RGB, "JPEG"))
+    bad_app1 = b"\xff\xe1" + struct.pack(">H", 20) + b"Exif\x00\x00MM\x00\x2a\xff\xff\xff\xff\x00\x00"
+    data = bytes(jpeg[:2]) + bad_app1 + bytes(jpeg[2:])
+    image, step = decode_image(data)
+    assert image.shape == (40, 60, 3) and step["params"]["exif_orientation"] in (0, 1)
+
+
+def test_cmyk_including_adobe_inverted_jpeg():
+    cmyk = Image.fromarray(RGB).convert("CMYK")
+    image, step = decode_image(save(cmyk, "JPEG", quality=95))
+    assert step["params"]["mode"] == "CMYK" and image.shape == (40, 60, 3)
+    assert np.abs(image.astype(int) - RGB.astype(int)).mean() < 12  # same picture, not inverted
+
+
+def test_transparency_is_composited_on_white():
+    rgba = np.dstack([RGB, np.full(RGB.shape[:2], 255, np.uint8)])
+    rgba[:10, :10, 3] = 0
+    image, _ = decode_image(encode(rgba, "PNG"))
+    assert (image[:10, :10] == 255).all() and np.array_equal(image[20:, 20:], RGB[20:, 20:])
+    la = Image.fromarray(rgba).convert("LA")
+    image, _ = decode_image(save(la, "PNG"))
+    assert (image[:10, :10] == 255).all()
+    pal = Image.fromarray(RGB).convert("P")
+    data = save(pal, "PNG", transparency=int(np.asarray(pal)[0, 0]))
+    image, _ = decode_image(data)
+    assert tuple(image[0, 0]) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_16_bit_grey_is_scaled_not_clipped(fmt):
+    grey = (np.arange(40 * 60, dtype=np.uint32).reshape(40, 60) * 27).astype(np.uint16)
+    data = save(Image.fromarray(grey), fmt)
+    image, _ = decode_image(data)
+    assert np.array_equal(image[:, :, 0], (grey >> 8).astype(np.uint8))
+    assert len(np.unique(image)) > 100
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "I", "F"])
+def test_other_modes_decode(mode):
+    image, step = decode_image(save(Image.fromarray(RGB).convert(mode), "TIFF"))
+    assert image.shape == (40, 60, 3) and image.dtype == np.uint8 and step["params"]["mode"] == mode
+
+
+def test_animated_gif_and_multipage_tiff_give_frame_zero():
+    frames = [Image.fromarray(RGB), Image.fromarray(255 - RGB)]
+    for fmt in ("GIF", "TIFF"):
+        data = save(frames[0], fmt, save_all=True, append_images=frames[1:])
+        image, step = decode_image(data)
+        assert step["params"]["frames"] == 2
+        assert np.abs(image.astype(int) - RGB.astype(int)).mean() < 20  # the first frame (GIF is palettized)
+
+
+def test_the_job_on_a_messy_folder(tmp_path, cache_dir):
+    root = tmp_path / "messy"
+    good = encode(RGB, "JPEG")
+    files = {
+        "cats/ok.jpg": good,
+        "cats/same_bytes.jpg": good,  # identical bytes at two paths: both expanded, reported as duplicates
+        "cats/png_named.jpg": encode(RGB, "PNG"),
+        "cats/empty.jpg": b"",
+        "dogs/cut.jpg": good[: len(good) // 2],
+        "dogs/page.jpg": b"<html></html>",
+        "dogs/bomb.png": png_header_only(20000, 20000),
+        "dogs/notes.txt": b"not an image",
+        "README.md": b"root files are ignored",
+    }
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    out = tmp_path / "out"
+    manifest = run(out, source=str(root), copies=2, cache_dir=str(cache_dir))
+    dead = {d["source_key"]: d for d in map(json.loads, (out / "dead_letter.jsonl").read_text().splitlines())}
+    assert {k: d["reason"] for k, d in dead.items()} == {
+        "cats/empty.jpg": "empty_file",
+        "dogs/cut.jpg": "corrupt",
+        "dogs/page.jpg": "not_an_image",
+        "dogs/bomb.png": "too_large",
+    }
+    c = manifest["counts"]
+    assert (c["images_in"], c["images_ok"], c["dead_letters"], c["skipped_non_images"], c["ignored_files"]) == (
+        7, 3, 4, 1, 1,
+    )  # fmt: skip
+    assert len(read_tfrecords(out)) == 6
+    assert manifest["duplicate_content"] == [["cats/ok.jpg", "cats/same_bytes.jpg"]]
+    assert all(e["sha256"] for e in manifest["listing"]["images"])
+
+
+def _tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]], mode="w:gz") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode, format=tarfile.GNU_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def _special(name: str, kind: bytes, link: str = "") -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    return info, None
+
+
+def test_the_job_on_a_hostile_archive(tmp_path, cache_dir, monkeypatch):
+    good = encode(RGB, "JPEG")
+    inner = _tar_bytes([_file("x.jpg", good)], mode="w")
+    members = [
+        _file("root/cats/a.jpg", good),
+        _file("root/cats/a.jpg", encode(255 - RGB, "JPEG")),  # duplicate name: the first wins
+        _file("root/cats/big.jpg", b"\0" * 50_000),  # over the (lowered) member cap
+        _file("root/dogs/b.jpg", good),
+        _file("root/dogs/nested.tar", inner),  # archives inside archives are not opened
+        _file("../escape.jpg", good),
+        _file("/abs/x.jpg", good),
+        _file("root/__MACOSX/cats/._a.jpg", b"junk"),
+        _file("root/cats/.DS_Store", b"junk"),
+        _special("root/cats/link.jpg", tarfile.SYMTYPE, "/etc/passwd"),
+        _special("root/cats/hard.jpg", tarfile.LNKTYPE, "root/cats/a.jpg"),
+        _special("root/dogs/dev.jpg", tarfile.CHRTYPE),
+        _file("root/dogs/caf\udce9.jpg", good),  # a non-UTF-8 name (the byte 0xE9)
+    ]
+    tgz = tmp_path / "hostile.tgz"
+    tgz.write_bytes(_tar_bytes(members))
+    monkeypatch.setattr(archive, "MAX_MEMBER_BYTES", 20_000)
+    out = tmp_path / "out"
+    manifest = run(out, source=str(tgz), copies=1, cache_dir=str(cache_dir))
+    rows = read_tfrecords(out)
+    assert sorted(r["source_key"] for r in rows) == ["cats/a.jpg", "dogs/b.jpg"]
+    a = next(r for r in rows if r["source_key"] == "cats/a.jpg")
+    assert json.loads(a["recipe"])[0]["params"]["height"] == 40  # the first a.jpg, not the second
+    dead = [json.loads(x) for x in (out / "dead_letter.jsonl").read_text().splitlines()]
+    assert [(d["source_key"], d["reason"]) for d in dead] == [("cats/big.jpg", "too_large")]
+    ignored = manifest["listing"]["ignored"]
+    for name in ("../escape.jpg", "/abs/x.jpg", "root/cats/link.jpg", "root/cats/hard.jpg", "root/dogs/dev.jpg",
+                 "root/cats/a.jpg (duplicate member name)", "__MACOSX/cats/._a.jpg", "cats/.DS_Store"):  # fmt: skip
+        assert name in ignored, (name, ignored)
+    assert any("caf" in n for n in ignored) and manifest["listing"]["skipped"] == ["dogs/nested.tar"]
+    assert not (tmp_path / "escape.jpg").exists()
+
+
+def test_a_truncated_archive_keeps_what_came_before(tmp_path, cache_dir):
+    members = [_file(f"root/c{i % 2}/{i:03d}.png", encode(photo_like(np.random.default_rng(i), 64, 64), "PNG"))
+               for i in range(30)]  # fmt: skip
+    data = _tar_bytes(members)
+    tgz = tmp_path / "cut.tgz"
+    tgz.write_bytes(data[: int(len(data) * 0.6)])
+    listing, _, _ = list_archive(str(tgz))
+    assert 5 < len(listing.images) < 30 and "damaged" in listing.problems[0]
+    out = tmp_path / "out"
+    manifest = run(out, source=str(tgz), copies=1, cache_dir=str(cache_dir))
+    c = manifest["counts"]
+    assert c["images_in"] == len(listing.images) == c["images_ok"] + c["dead_letters"]
+    assert "damaged" in manifest["listing"]["problems"][0]
+
+
+def test_one_hundred_thousand_empty_members_are_counted(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info, data = _file("root/c/real.png", encode(RGB, "PNG"))
+        tar.addfile(info, io.BytesIO(data))
+        empty = tarfile.TarInfo()
+        for i in range(100_000):
+            empty.name = f"root/c/e{i}"
+            tar.addfile(empty)
+    path = tmp_path / "many.tar"
+    path.write_bytes(buf.getvalue())
+    listing, _, _ = list_archive(str(path))
+    assert len(listing.images) == 1 and len(listing.skipped) == 100_000
