@@ -87,6 +87,10 @@ class WriteDataset(beam.PTransform):
         """Takes ``{"records", "dead_letter", "source_info"}``; returns the manifest as a one-element PCollection."""
         records, dead, info = outputs["records"], outputs[DEAD_LETTER], outputs[SOURCE_INFO]
         reports = records | "WriteShards" >> beam.ParDo(WriteShardsFn(**self._write_args)).with_output_types(Any)
+        # Side inputs taken straight from one ParDo's tagged outputs are merged into one list by Beam's
+        # BundleBasedDirectRunner (2.77); an identity step per stream keeps them apart on every runner.
+        dead = dead | "DeadLetterList" >> beam.Map(lambda d: d)
+        info = info | "SourceInfoList" >> beam.Map(lambda d: d)
         return (
             records.pipeline
             | "Once" >> beam.Create([None])
