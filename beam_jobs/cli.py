@@ -120,6 +120,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     outp.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
     outp.add_argument("--max-shard-mb", type=int, default=256, help="roll shard files over at this size")
     outp.add_argument("--dry-run", action="store_true", help="print images per class and estimates, then stop")
+    outp.add_argument("--refresh", action="store_true", help="versioned outputs + LATEST pointer (scheduled jobs)")
+    outp.add_argument("--incremental", action="store_true", help="with --refresh: expand only new/changed images")
+    outp.add_argument("--keep-versions", type=int, default=3, help="with --refresh: versions to keep (default 3)")
     outp.add_argument(
         "--max-bad-fraction", type=float, help="fail, publishing nothing, if more than this share of inputs is bad"
     )
@@ -246,6 +249,9 @@ def config_from_args(ns: argparse.Namespace):
         cache_dir=ns.cache_dir,
         progress=not ns.no_progress,
         max_bad_fraction=ns.max_bad_fraction,
+        refresh=ns.refresh,
+        incremental=ns.incremental,
+        keep_versions=ns.keep_versions,
     )
 
 

@@ -40,6 +40,9 @@ class JobConfig:
         cache_dir: Download and generated-dataset cache.
         progress: Show a progress line on local runs.
         max_bad_fraction: Fail (publishing nothing) when dead letters / inputs exceed this fraction.
+        refresh: Versioned outputs under ``output`` with a ``LATEST`` pointer (``beam_jobs.refresh``).
+        incremental: With ``refresh``, expand only new or changed sources and reuse the rest.
+        keep_versions: With ``refresh``, how many versions to keep.
     """
 
     output: str
@@ -64,6 +67,9 @@ class JobConfig:
     cache_dir: str | None = None
     progress: bool = True
     max_bad_fraction: float | None = None
+    refresh: bool = False
+    incremental: bool = False
+    keep_versions: int = 3
 
     def __post_init__(self):
         """Validates every field, naming the flag and the allowed values."""
@@ -89,6 +95,10 @@ class JobConfig:
             raise UserError(f"--limit must be >= 1, got {self.limit}")
         if self.max_bad_fraction is not None and not 0 <= self.max_bad_fraction <= 1:
             raise UserError(f"--max-bad-fraction must be in [0, 1], got {self.max_bad_fraction}")
+        if self.incremental and not self.refresh:
+            raise UserError("--incremental works with --refresh (it reuses the current version's records)")
+        if self.keep_versions < 1:
+            raise UserError(f"--keep-versions must be >= 1, got {self.keep_versions}")
         if self.max_shard_mb < 1:
             raise UserError(f"--max-shard-mb must be >= 1, got {self.max_shard_mb}")
         if self.name is not None and not _NAME.match(self.name):

@@ -11,6 +11,7 @@ or embed the read -> expand -> write chain in your own pipeline with ``plan_job`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -26,12 +27,12 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from beam_jobs import summary
+from beam_jobs import refresh, summary
 from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
 from beam_jobs.progress import ProgressMonitor
-from beam_jobs.ptransforms import ExpandImages, ReadImages, WriteDataset
+from beam_jobs.ptransforms import ExpandImages, ReadImages, ReuseRecords, WriteDataset
 from beam_jobs.sinks.finalize import MANIFEST, BadFractionError
 from beam_jobs.sinks.publish import clean_stale
 from beam_jobs.sources.archive import list_archive
@@ -98,11 +99,24 @@ class JobPlan:
                 "ignored": self.listing.ignored,
                 "skipped": self.listing.skipped,
                 "problems": self.listing.problems,
-                "images": [
-                    {"key": s.key, "label": s.label, "bytes": self.listing.sizes.get(s.key)}
-                    for s in self.listing.images
-                ],
+                "images": self.image_entries(),
             },
+            "fingerprints": self.fingerprints(),
+        }
+
+    def image_entries(self) -> list[dict[str, Any]]:
+        """Returns the selected inputs as manifest entries (key, label, size, modification time)."""
+        sizes, mtimes = self.listing.sizes, self.listing.mtimes
+        return [
+            {"key": s.key, "label": s.label, "bytes": sizes.get(s.key), "mtime": mtimes.get(s.key)}
+            for s in self.listing.images
+        ]
+
+    def fingerprints(self) -> dict[str, str]:
+        """Returns the config and inputs fingerprints (refresh mode compares them with the current version's)."""
+        return {
+            "config": refresh.config_fingerprint(self.config.to_dict(), self.listing.class_names, package_versions()),
+            "inputs": refresh.inputs_fingerprint(self.image_entries()),
         }
 
 
@@ -146,9 +160,19 @@ def staging_dir(output: str, run_id: str) -> str:
 
 
 def build_pipeline(
-    p: beam.Pipeline, plan: JobPlan, run_id: str | None = None, progress_dir: str | None = None, argv=None
+    p: beam.Pipeline,
+    plan: JobPlan,
+    run_id: str | None = None,
+    progress_dir: str | None = None,
+    argv=None,
+    reuse: dict[str, str] | None = None,
+    reuse_from: str | None = None,
 ):
-    """Adds read -> expand -> write (staged, verified, published) to ``p``; returns the manifest PCollection."""
+    """Adds read -> expand -> write (staged, verified, published) to ``p``; returns the manifest PCollection.
+
+    With ``reuse`` (key -> sha256) and ``reuse_from`` (a previous version's directory), sources whose bytes are
+    unchanged are not expanded again: their records are copied from that version's Parquet shards.
+    """
     c = plan.config
     run_id = run_id or uuid.uuid4().hex[:12]
     staging = staging_dir(c.output, run_id)
@@ -165,8 +189,13 @@ def build_pipeline(
         image_format=c.image_format,
         quality=c.quality,
         class_names=plan.listing.class_names,
+        reuse=reuse,
     )
-    streams = {"records": outputs.records, "dead_letter": outputs.dead_letter, "source_info": outputs.source_info}
+    records = outputs.records
+    if reuse and reuse_from:
+        reused = outputs.reused | "ReuseRecords" >> ReuseRecords(reuse_from.rstrip("/") + "/*.parquet-*")
+        records = (records, reused) | "AllRecords" >> beam.Flatten()
+    streams = {"records": records, "dead_letter": outputs.dead_letter, "source_info": outputs.source_info}
     return streams | "WriteDataset" >> WriteDataset(
         write_args={
             "temp_dir": temp_dir,
@@ -271,6 +300,45 @@ def run_job(
     if config.dry_run:
         print(summary.dry_run_text(plan.dry_run()), file=out)
         return None
+    if config.refresh:
+        return _run_refresh(plan, pipeline_args, argv, out)
+    return _run_once(plan, pipeline_args, argv, out)
+
+
+def _run_refresh(plan: JobPlan, pipeline_args, argv, out) -> dict[str, Any]:
+    """Publishes a new version under ``output/versions`` and swaps ``LATEST`` (see ``beam_jobs.refresh``)."""
+    root = plan.config.output
+    current, token = refresh.read_latest(root)
+    previous = refresh.read_manifest(root, current) if current else None
+    fingerprints = plan.fingerprints()
+    if previous and previous.get("fingerprints") == fingerprints:
+        print(f"beam-expand: {root} is up to date (version {current}: same inputs and config); nothing published",
+              file=out)  # fmt: skip
+        return previous
+    version = refresh.new_version(refresh._digest(fingerprints))
+    reuse, reuse_from = None, None
+    if plan.config.incremental and previous and previous["fingerprints"]["config"] == fingerprints["config"]:
+        if "parquet" in previous["shards"]:
+            reuse = {e["key"]: e["sha256"] for e in previous["listing"]["images"] if e.get("sha256")}
+            reuse_from = refresh.version_dir(root, current)
+    target = refresh.version_dir(root, version)
+    plan.config = dataclasses.replace(plan.config, output=target, overwrite=False)
+    manifest = _run_once(plan, pipeline_args, argv, out, reuse=reuse, reuse_from=reuse_from)
+    try:
+        refresh.swap_latest(root, version, token)
+    except JobFailed:
+        FileSystems.delete([target])
+        raise
+    pruned = refresh.prune(root, plan.config.keep_versions, {version})
+    reused = len(manifest.get("reused_sources", []))
+    note = f" ({reused} unchanged sources reused from {current})" if reuse else ""
+    note += f"; pruned {len(pruned)} old version(s)" if pruned else ""
+    print(f"beam-expand: LATEST -> {version}{note}", file=out)
+    return manifest
+
+
+def _run_once(plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=None) -> dict[str, Any]:
+    config = plan.config
     prepare_output(config.output, config.overwrite)
     options, runner, runner_name = make_pipeline_options(worker_packaging_args(list(pipeline_args or [])))
     # Progress files live on this machine's disk: only workers on this machine can write them.
@@ -287,7 +355,7 @@ def run_job(
     start = time.monotonic()
     try:
         p = beam.Pipeline(runner=runner, options=options)
-        build_pipeline(p, plan, run_id, progress_dir, argv)
+        build_pipeline(p, plan, run_id, progress_dir, argv, reuse=reuse, reuse_from=reuse_from)
         if progress_dir:
             with ProgressMonitor(progress_dir, len(plan.listing.images)):
                 p.run().wait_until_finish()

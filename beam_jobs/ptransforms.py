@@ -17,7 +17,7 @@ import apache_beam as beam
 from beam_jobs.sinks.finalize import FinalizeFn
 from beam_jobs.sinks.shards import WriteShardsFn
 from beam_jobs.sources.archive import ReadArchiveFn
-from transforms.expand import DEAD_LETTER, SOURCE_INFO, ExpandFn
+from transforms.expand import DEAD_LETTER, REUSED, SOURCE_INFO, ExpandFn
 
 
 class ReadImages(beam.PTransform):
@@ -66,7 +66,40 @@ class ExpandImages(beam.PTransform):
     def expand(self, sources):
         """Returns ``DoOutputsTuple`` with ``records``, ``dead_letter`` and ``source_info``."""
         return sources | "DecodeAugmentEncode" >> beam.ParDo(ExpandFn(**self._args)).with_outputs(
-            DEAD_LETTER, SOURCE_INFO, main="records"
+            DEAD_LETTER, SOURCE_INFO, REUSED, main="records"
+        )
+
+
+def _parquet_row_to_record(row: dict) -> dict:
+    return {**row, "image": row["image"]["bytes"]}
+
+
+class ReuseRecords(beam.PTransform):
+    """Copies the previous version's records of unchanged sources (incremental refresh).
+
+    Shape: reused keys -> (key, True); previous Parquet rows -> (source_key, record); CoGroupByKey; the records
+    of reused keys. Only encoded bytes cross the shuffle, never pixels.
+
+    Args:
+        pattern: Glob of the previous version's Parquet shards.
+    """
+
+    def __init__(self, pattern: str):
+        super().__init__()
+        self._pattern = pattern
+
+    def expand(self, reused_keys):
+        """Returns the reused records."""
+        previous = (
+            reused_keys.pipeline
+            | "ReadPrevious" >> beam.io.ReadFromParquet(self._pattern)
+            | "KeyPrevious" >> beam.Map(lambda row: (row["source_key"], _parquet_row_to_record(row)))
+        )
+        wanted = reused_keys | "KeyReused" >> beam.Map(lambda key: (key, True))
+        return (
+            {"previous": previous, "wanted": wanted}
+            | "Join" >> beam.CoGroupByKey()
+            | "Keep" >> beam.FlatMap(lambda kv: kv[1]["previous"] if kv[1]["wanted"] else [])
         )
 
 

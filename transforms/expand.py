@@ -5,7 +5,8 @@ Shape of the data::
     SourceImage(key, label, label_name, path|data)
       -> ExpandFn -> record dicts (schemas.FIELDS), copy_index 0 (original, optional) and 1..K
                   -> 'dead_letter' tag: {source_key, stage, reason, error_type, message, sha256}
-                  -> 'source_info' tag: {key, sha256} of every source that produced records
+                  -> 'source_info' tag: {key, sha256, reused} of every source that produced records
+                  -> 'reused' tag: keys whose bytes match the previous version (incremental refresh)
 
 Decode happens once per source, resize once per source, then K augment+encode steps, all fused in one call: no
 pixels ever leave the worker. A source yields all of its records from one ``process`` call, or none.
@@ -28,6 +29,7 @@ from transforms.policies import Policy
 
 DEAD_LETTER = "dead_letter"
 SOURCE_INFO = "source_info"
+REUSED = "reused"
 METRICS_NAMESPACE = "beam_expand"
 
 
@@ -121,6 +123,7 @@ class ExpandFn(beam.DoFn):
         image_format: ``jpeg``, ``png`` or ``webp``.
         quality: JPEG/WebP quality.
         class_names: Class names in label order (needed when the policy has a label map).
+        reuse: Key -> sha256 of sources whose earlier records may be reused when their bytes are unchanged.
     """
 
     def __init__(
@@ -133,8 +136,10 @@ class ExpandFn(beam.DoFn):
         image_format: str = "jpeg",
         quality: int = 95,
         class_names: list[str] | None = None,
+        reuse: dict[str, str] | None = None,
     ):
         self._policy_config = policy_config
+        self._reuse = reuse or {}
         self._class_names = list(class_names) if class_names else None
         self._copies = copies
         self._seed = seed
@@ -170,6 +175,11 @@ class ExpandFn(beam.DoFn):
                 self._dead.inc()
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(source, "read", "unreadable", e, None))
                 return
+        digest = hashlib.sha256(data).hexdigest()
+        if self._reuse.get(source.key) == digest:
+            yield beam.pvalue.TaggedOutput(REUSED, source.key)
+            yield beam.pvalue.TaggedOutput(SOURCE_INFO, {"key": source.key, "sha256": digest, "reused": True})
+            return
         try:
             records = expand_image(
                 data,
@@ -192,4 +202,4 @@ class ExpandFn(beam.DoFn):
         self._images_ok.inc()
         self._copies_out.inc(len(records))
         yield from records
-        yield beam.pvalue.TaggedOutput(SOURCE_INFO, {"key": source.key, "sha256": hashlib.sha256(data).hexdigest()})
+        yield beam.pvalue.TaggedOutput(SOURCE_INFO, {"key": source.key, "sha256": digest, "reused": False})

@@ -186,6 +186,7 @@ class FinalizeFn(beam.DoFn):
         for key, digest in sorted(digests.items()):
             by_digest.setdefault(digest, []).append(key)
         manifest["duplicate_content"] = [keys for keys in by_digest.values() if len(keys) > 1]
+        manifest["reused_sources"] = sorted(i["key"] for i in source_info if i.get("reused"))
         write_text(self._path(MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         FileSystems.delete([self._temp_dir])
         write_text(self._path(SUCCESS), "")

@@ -85,6 +85,7 @@ def list_archive(path: str) -> tuple[Listing, str, bytes | None]:
     """
     names, unsafe, duplicates, problems = [], [], [], []
     sizes: dict[str, int] = {}
+    mtimes: dict[str, float] = {}
     try:
         for name, member, _ in iter_members(path, with_data=False):
             if name is None:
@@ -94,6 +95,7 @@ def list_archive(path: str) -> tuple[Listing, str, bytes | None]:
             else:
                 names.append(name)
                 sizes[name] = member.size
+                mtimes[name] = float(member.mtime)
     except ARCHIVE_ERRORS as e:
         if not names:
             raise UserError(
@@ -104,7 +106,7 @@ def list_archive(path: str) -> tuple[Listing, str, bytes | None]:
     prefix = ""
     if len(tops) == 1 and all("/" in n for n in names):
         prefix = tops.pop() + "/"
-    entries = [(n[len(prefix) :], None, sizes[n]) for n in names if n.startswith(prefix)]
+    entries = [(n[len(prefix) :], None, sizes[n], mtimes[n]) for n in names if n.startswith(prefix)]
     listing = build_listing(entries)
     listing.ignored.extend(sorted(unsafe))
     listing.ignored.extend(f"{d} (duplicate member name)" for d in duplicates)

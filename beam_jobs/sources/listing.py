@@ -31,6 +31,7 @@ class Listing:
         skipped: Keys of files in class folders without an image extension (counted).
         sizes: Bytes per selected key, where known (for the dry-run estimate).
         problems: Source-level problems (e.g. an archive that breaks off), reported in the summary and manifest.
+        mtimes: Modification time per selected key, where known (refresh mode's change detection).
     """
 
     class_names: list[str]
@@ -39,6 +40,7 @@ class Listing:
     skipped: list[str] = field(default_factory=list)
     sizes: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    mtimes: dict[str, float] = field(default_factory=dict)
 
     def per_class(self) -> dict[str, int]:
         """Returns the number of selected images per class name, in class order."""
@@ -58,12 +60,12 @@ def classify_key(key: str) -> str:
     return "image" if posixpath.splitext(parts[-1])[1].lower() in IMAGE_EXTENSIONS else "skipped"
 
 
-def build_listing(entries: list[tuple[str, str | None, int]]) -> Listing:
-    """Builds a listing from ``(key, path, size)`` entries with keys relative to the dataset root."""
-    images, ignored, skipped, sizes = [], [], [], {}
-    names = sorted({key.split("/")[0] for key, _, _ in entries if classify_key(key) == "image"})
+def build_listing(entries: list[tuple]) -> Listing:
+    """Builds a listing from ``(key, path, size[, mtime])`` entries with keys relative to the dataset root."""
+    images, ignored, skipped, sizes, mtimes = [], [], [], {}, {}
+    names = sorted({e[0].split("/")[0] for e in entries if classify_key(e[0]) == "image"})
     index = {name: i for i, name in enumerate(names)}
-    for key, path, size in sorted(entries):
+    for key, path, size, *rest in sorted(entries, key=lambda e: e[0]):
         kind = classify_key(key)
         if kind == "ignored":
             ignored.append(key)
@@ -73,7 +75,9 @@ def build_listing(entries: list[tuple[str, str | None, int]]) -> Listing:
             name = key.split("/")[0]
             images.append(SourceImage(key=key, label=index[name], label_name=name, path=path))
             sizes[key] = size
-    return Listing(class_names=names, images=images, ignored=ignored, skipped=skipped, sizes=sizes)
+            if rest:
+                mtimes[key] = rest[0]
+    return Listing(names, images, ignored, skipped, sizes, mtimes=mtimes)
 
 
 def list_folder(root: str) -> Listing:
@@ -90,7 +94,7 @@ def list_folder(root: str) -> Listing:
     entries = []
     for meta in matches:
         rel = meta.path[len(root) :].lstrip("/").replace("\\", "/")
-        entries.append((rel, meta.path, meta.size_in_bytes))
+        entries.append((rel, meta.path, meta.size_in_bytes, meta.last_updated_in_seconds))
     listing = build_listing(entries)
     if not listing.images:
         raise UserError(
@@ -123,4 +127,5 @@ def select(listing: Listing, classes: list[str] | None, limit: int | None) -> Li
     if limit is not None:
         images = sorted(sorted(images, key=lambda s: stable_fraction(s.key, "limit"))[:limit], key=lambda s: s.key)
     sizes = {s.key: listing.sizes.get(s.key, 0) for s in images}
-    return Listing(names, images, listing.ignored, listing.skipped, sizes, listing.problems)
+    mtimes = {s.key: listing.mtimes[s.key] for s in images if s.key in listing.mtimes}
+    return Listing(names, images, listing.ignored, listing.skipped, sizes, listing.problems, mtimes)

@@ -1,0 +1,152 @@
+"""Refresh mode for scheduled jobs: versioned outputs and a ``LATEST`` pointer swapped atomically.
+
+Layout of ``--output ROOT`` with ``--refresh``::
+
+    ROOT/versions/<UTC time>-<fingerprint>/   one complete dataset per published run (staged and verified)
+    ROOT/LATEST                               the name of the current version (a one-line text file)
+    ROOT/current -> versions/<...>            a symlink to it, on local disks (point readers here)
+
+* A rerun whose inputs (keys, sizes, modification times) and config (policy, seed, K, formats, class names and
+  library versions) are unchanged publishes nothing new.
+* ``--incremental`` expands only new or changed sources (content hashes in the manifest) and copies the records of
+  unchanged ones from the current version; with the same config they would be byte-identical anyway.
+* The pointer is swapped with compare-and-swap: locally under an exclusive lock file, then ``os.replace``; on
+  ``gs://`` with a generation precondition. Of two refreshes racing, only the first to swap publishes; the other
+  fails and removes its version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Any
+
+from apache_beam.io.filesystems import FileSystems
+
+from beam_jobs.errors import JobFailed, UserError
+
+LATEST = "LATEST"
+CURRENT = "current"
+VERSIONS = "versions"
+_NOT_FINGERPRINTED = {"output", "overwrite", "progress", "dry_run", "cache_dir", "refresh", "incremental",
+                      "keep_versions", "max_shard_mb", "max_bad_fraction"}  # fmt: skip
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def config_fingerprint(config: dict[str, Any], class_names: list[str], packages: dict[str, str]) -> str:
+    """Fingerprint of everything besides the inputs that determines the records' bytes."""
+    kept = {k: v for k, v in config.items() if k not in _NOT_FINGERPRINTED}
+    return _digest({"config": kept, "classes": class_names, "packages": packages})
+
+
+def inputs_fingerprint(images: list[dict[str, Any]]) -> str:
+    """Fingerprint of the selected inputs: key, label, size and modification time of each."""
+    return _digest([[e["key"], e["label"], e.get("bytes"), e.get("mtime")] for e in images])
+
+
+def version_dir(root: str, version: str) -> str:
+    """Returns the directory of one version."""
+    return FileSystems.join(root.rstrip("/"), VERSIONS, version)
+
+
+def new_version(fingerprint: str) -> str:
+    """Names a new version: UTC time to the microsecond (names sort by age) plus the start of the fingerprint."""
+    now = time.time()
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z-" + fingerprint[:8]
+
+
+def _gcs_blob(path: str):
+    try:
+        from google.cloud import storage
+    except ImportError:
+        raise UserError("--refresh on gs:// needs the gcp extra: pip install 'beam-expand[gcp]'") from None
+    bucket, _, name = path[len("gs://") :].partition("/")
+    return storage.Client().bucket(bucket).blob(name)
+
+
+def read_latest(root: str) -> tuple[str | None, Any]:
+    """Returns the current version name (or None) and a token for compare-and-swap."""
+    path = FileSystems.join(root.rstrip("/"), LATEST)
+    if path.startswith("gs://"):
+        blob = _gcs_blob(path)
+        if not blob.exists():
+            return None, 0
+        blob.reload()
+        return blob.download_as_text().strip(), blob.generation
+    scheme = FileSystems.get_scheme(path)
+    if scheme not in (None, "file"):
+        raise UserError(f"--refresh supports local paths and gs:// (not {scheme}://): it needs an atomic pointer swap")
+    try:
+        with open(path, encoding="utf-8") as f:
+            version = f.read().strip()
+    except FileNotFoundError:
+        return None, None
+    return version, version
+
+
+def read_manifest(root: str, version: str) -> dict[str, Any] | None:
+    """Returns a version's manifest, or None if it is missing."""
+    path = FileSystems.join(version_dir(root, version), "beam_expand.json")
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path) as f:
+        return json.load(f)
+
+
+def swap_latest(root: str, version: str, expected: Any) -> None:
+    """Points ``LATEST`` (and locally ``current``) at ``version`` if nobody else moved it since ``expected``.
+
+    Raises:
+        JobFailed: Another refresh published first.
+    """
+    path = FileSystems.join(root.rstrip("/"), LATEST)
+    if path.startswith("gs://"):
+        from google.api_core.exceptions import PreconditionFailed
+
+        try:
+            _gcs_blob(path).upload_from_string(version + "\n", if_generation_match=expected)
+        except PreconditionFailed:
+            raise JobFailed(f"another refresh moved {path} while this run ran; {version} was not published") from None
+        return
+    lock = path + ".lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        if time.time() - os.path.getmtime(lock) < 600:
+            raise JobFailed(
+                f"another refresh is publishing into {root} right now; {version} was not published"
+            ) from None
+        os.remove(lock)  # left by a killed publisher
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    try:
+        current, _ = read_latest(root)
+        if current != expected:
+            raise JobFailed(f"another refresh published {current} while this run ran; {version} was not published")
+        tmp = f"{path}.tmp-{version}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(version + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        link = os.path.join(root, CURRENT)
+        tmp_link = f"{link}.tmp-{version}"
+        os.symlink(os.path.join(VERSIONS, version), tmp_link)
+        os.replace(tmp_link, link)
+    finally:
+        os.close(fd)
+        os.remove(lock)
+
+
+def prune(root: str, keep: int, protect: set[str]) -> list[str]:
+    """Deletes all but the newest ``keep`` versions (never one in ``protect``); returns what was deleted."""
+    pattern = FileSystems.join(root.rstrip("/"), VERSIONS, "*", "beam_expand.json")
+    versions = sorted({m.path.rstrip("/").split("/")[-2] for m in FileSystems.match([pattern])[0].metadata_list})
+    doomed = [v for v in versions[: max(0, len(versions) - keep)] if v not in protect]
+    for v in doomed:
+        FileSystems.delete([version_dir(root, v)])
+    return doomed
