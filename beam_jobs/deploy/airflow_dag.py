@@ -19,7 +19,11 @@ with DAG("beam_expand_nightly", start_date=datetime(2026, 1, 1), schedule="15 2 
         runner="DataflowRunner",
         pipeline_options={
             "source": f"{BUCKET}/images",
-            "output": f"{BUCKET}/expanded/{{{{ ds_nodash }}}}",
+            "output": f"{BUCKET}/expanded",  # a refresh root: versions/ + LATEST
+            "refresh": True,
+            "incremental": True,
+            "keep_versions": 7,
+            "max_bad_fraction": 0.02,
             "copies": 5,
             "seed": 0,
             "no_progress": True,
