@@ -76,6 +76,15 @@ def _pair(kind):
     return parse
 
 
+def _shape(parts: list[str] | None) -> tuple[int, int, int] | None:
+    if not parts:
+        return None
+    try:
+        return tuple(int(p) for p in parts)  # type: ignore[return-value]
+    except ValueError:
+        raise UserError(f"--image-shape must be H,W,C integers, got {','.join(parts)}") from None
+
+
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -85,6 +94,14 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     src.add_argument("--dataset", help="named dataset: shapes (built in, offline) or flowers (tf_flowers)")
     src.add_argument("--source", help="image folder (one sub-folder per class), .tar/.tgz archive, or URL")
     src.add_argument("--sha256", help="expected sha256 of a custom --source archive")
+    src.add_argument(
+        "--source-format",
+        help="imagefolder, list (CSV/JSONL of path,label), tfrecord, parquet, csv (pixel rows) or tar (WebDataset); "
+        "detected when unambiguous",
+    )
+    src.add_argument("--image-key", "--image-column", default="image", help="image feature/column (default image)")
+    src.add_argument("--label-key", "--label-column", default="label", help="label feature/column (default label)")
+    src.add_argument("--image-shape", type=_csv, help="H,W,C of CSV pixel rows, e.g. 28,28,1")
     src.add_argument("--classes", type=_csv, help="only these classes (comma list)")
     src.add_argument("--limit", type=int, help="only N images (a stable sample across classes)")
     src.add_argument("--cache-dir", help="download cache (default $BEAM_EXPAND_CACHE or ~/.cache/beam-expand)")
@@ -252,6 +269,10 @@ def config_from_args(ns: argparse.Namespace):
         refresh=ns.refresh,
         incremental=ns.incremental,
         keep_versions=ns.keep_versions,
+        source_format=ns.source_format,
+        image_key=ns.image_key,
+        label_key=ns.label_key,
+        image_shape=_shape(ns.image_shape),
     )
 
 

@@ -43,6 +43,11 @@ class JobConfig:
         refresh: Versioned outputs under ``output`` with a ``LATEST`` pointer (``beam_jobs.refresh``).
         incremental: With ``refresh``, expand only new or changed sources and reuse the rest.
         keep_versions: With ``refresh``, how many versions to keep.
+        source_format: ``imagefolder``, ``list``, ``tfrecord``, ``parquet``, ``csv`` or ``tar`` (WebDataset);
+            None detects it from the source.
+        image_key: Feature (TFRecord) or column (Parquet) holding the encoded image.
+        label_key: Feature or column holding the label.
+        image_shape: (H, W, C) of CSV pixel rows.
     """
 
     output: str
@@ -70,6 +75,10 @@ class JobConfig:
     refresh: bool = False
     incremental: bool = False
     keep_versions: int = 3
+    source_format: str | None = None
+    image_key: str = "image"
+    label_key: str = "label"
+    image_shape: tuple[int, int, int] | None = None
 
     def __post_init__(self):
         """Validates every field, naming the flag and the allowed values."""
@@ -95,6 +104,14 @@ class JobConfig:
             raise UserError(f"--limit must be >= 1, got {self.limit}")
         if self.max_bad_fraction is not None and not 0 <= self.max_bad_fraction <= 1:
             raise UserError(f"--max-bad-fraction must be in [0, 1], got {self.max_bad_fraction}")
+        from beam_jobs.sources.records import FORMATS as SOURCE_FORMATS
+
+        if self.source_format is not None and self.source_format not in SOURCE_FORMATS:
+            raise UserError(f"--source-format must be one of {', '.join(SOURCE_FORMATS)}, got {self.source_format!r}")
+        if self.source_format == "csv" and not self.image_shape:
+            raise UserError("--source-format csv (pixel rows) needs --image-shape H,W,C (e.g. 28,28,1)")
+        if self.image_shape is not None and (len(self.image_shape) != 3 or self.image_shape[2] not in (1, 3)):
+            raise UserError(f"--image-shape must be H,W,C with C 1 or 3, got {self.image_shape}")
         if self.incremental and not self.refresh:
             raise UserError("--incremental works with --refresh (it reuses the current version's records)")
         if self.keep_versions < 1:
@@ -114,6 +131,7 @@ class JobConfig:
         d["formats"] = list(self.formats)
         d["image_size"] = list(self.image_size) if self.image_size else None
         d["classes"] = list(self.classes) if self.classes else None
+        d["image_shape"] = list(self.image_shape) if self.image_shape else None
         return d
 
 

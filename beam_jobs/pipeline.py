@@ -32,9 +32,10 @@ from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
 from beam_jobs.progress import ProgressMonitor
-from beam_jobs.ptransforms import ExpandImages, ReadImages, ReuseRecords, WriteDataset
+from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
 from beam_jobs.sinks.finalize import MANIFEST, BadFractionError
 from beam_jobs.sinks.publish import clean_stale
+from beam_jobs.sources import records
 from beam_jobs.sources.archive import list_archive
 from beam_jobs.sources.datasets import ResolvedSource, default_cache_dir, resolve
 from beam_jobs.sources.listing import Listing, list_folder, select
@@ -56,6 +57,8 @@ class JobPlan:
     license_bytes: bytes | None = None
     name: str = ""
     policy: dict[str, Any] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    root: str = ""
 
     @property
     def records_per_image(self) -> int:
@@ -138,6 +141,9 @@ def plan_job(config: JobConfig) -> JobPlan:
         UserError: Anything the user must fix (missing dataset, unreachable URL, unknown class, bad policy).
     """
     cache_dir = config.cache_dir or default_cache_dir()
+    fmt = config.source_format or (records.detect_format(config.source) if config.source else "imagefolder")
+    if config.source and fmt not in ("imagefolder",) and not (fmt == "tar" and config.source_format is None):
+        return _plan_records(config, fmt)
     source = resolve(config.dataset, config.source, config.sha256, cache_dir)
     prefix, license_bytes = "", None
     if source.kind == "archive":
@@ -159,6 +165,27 @@ def staging_dir(output: str, run_id: str) -> str:
     return f"{output.rstrip('/')}.staging-{run_id}"
 
 
+def _plan_records(config: JobConfig, fmt: str) -> JobPlan:
+    """Plans a run over record files (TFRecord, Parquet, CSV pixel rows, WebDataset tars, list files)."""
+    opts = records.RecordOptions(config.image_key, config.label_key, config.image_shape)
+    if fmt == "list" and FileSystems.exists(config.source):
+        files, root = [config.source], config.source.rsplit("/", 1)[0] + "/" if "/" in config.source else ""
+    else:
+        files, root = records.find_files(config.source, fmt)
+    names = None
+    if fmt == "tfrecord":
+        names = records.tfds_class_names(config.source)
+    elif fmt == "parquet":
+        names = records.parquet_class_names(files[0], config.label_key)
+    listing = records.list_records(fmt, files, root, opts, names)
+    listing = select(listing, list(config.classes) if config.classes else None, config.limit)
+    Policy.from_config(config.policy).check_classes(listing.class_names)
+    base = config.source.rstrip("/").rsplit("/", 1)[-1].split("*")[0] or "records"
+    source = ResolvedSource(fmt, config.source, base, f"Expanded from {base} ({fmt}).")
+    name = config.name or dataset_name(base.split(".")[0])
+    return JobPlan(config, source, listing, "", None, name, config.policy, files, root)
+
+
 def build_pipeline(
     p: beam.Pipeline,
     plan: JobPlan,
@@ -177,9 +204,16 @@ def build_pipeline(
     run_id = run_id or uuid.uuid4().hex[:12]
     staging = staging_dir(c.output, run_id)
     temp_dir = FileSystems.join(staging, ".tmp")
-    sources = p | "ReadImages" >> ReadImages(
-        plan.source.kind, plan.listing.images, plan.source.path, plan.archive_prefix
-    )
+    if plan.source.kind in ("folder", "archive", "list"):
+        sources = p | "ReadImages" >> ReadImages(
+            "folder" if plan.source.kind == "list" else plan.source.kind,
+            plan.listing.images,
+            plan.source.path,
+            plan.archive_prefix,
+        )
+    else:
+        opts = records.RecordOptions(c.image_key, c.label_key, c.image_shape)
+        sources = p | "ReadRecords" >> ReadRecords(plan.source.kind, plan.files, plan.root, opts, plan.listing.images)
     outputs = sources | "ExpandImages" >> ExpandImages(
         policy_config=plan.policy,
         copies=c.copies,
@@ -191,11 +225,11 @@ def build_pipeline(
         class_names=plan.listing.class_names,
         reuse=reuse,
     )
-    records = outputs.records
+    expanded = outputs.records
     if reuse and reuse_from:
         reused = outputs.reused | "ReuseRecords" >> ReuseRecords(reuse_from.rstrip("/") + "/*.parquet-*")
-        records = (records, reused) | "AllRecords" >> beam.Flatten()
-    streams = {"records": records, "dead_letter": outputs.dead_letter, "source_info": outputs.source_info}
+        expanded = (expanded, reused) | "AllRecords" >> beam.Flatten()
+    streams = {"records": expanded, "dead_letter": outputs.dead_letter, "source_info": outputs.source_info}
     return streams | "WriteDataset" >> WriteDataset(
         write_args={
             "temp_dir": temp_dir,

@@ -17,6 +17,7 @@ import apache_beam as beam
 from beam_jobs.sinks.finalize import FinalizeFn
 from beam_jobs.sinks.shards import WriteShardsFn
 from beam_jobs.sources.archive import ReadArchiveFn
+from beam_jobs.sources.records import ReadRecordsFn
 from transforms.expand import DEAD_LETTER, REUSED, SOURCE_INFO, ExpandFn
 
 
@@ -50,6 +51,36 @@ class ReadImages(beam.PTransform):
             )
         # Fusion break: spread sources (paths or encoded bytes, never pixels) over workers.
         return items | "SpreadSources" >> beam.Reshuffle().with_output_types(Any)
+
+
+class ReadRecords(beam.PTransform):
+    """Streams record files (TFRecord, Parquet, CSV pixel rows, WebDataset tars) into ``SourceImage``s.
+
+    Files are spread over workers; the records (encoded bytes, never pixels) are reshuffled before decoding.
+
+    Args:
+        fmt: The record format.
+        files: The files, in order.
+        root: Their common root (keys are relative to it).
+        opts: Feature/column names and image shape.
+        images: The selected ``SourceImage``s from the listing (labels and listing-time errors).
+    """
+
+    def __init__(self, fmt: str, files: list[str], root: str, opts, images: list):
+        super().__init__()
+        self._fmt, self._files, self._root, self._opts = fmt, files, root, opts
+        self._selected = {s.key: (s.label, s.label_name, s.error) for s in images}
+
+    def expand(self, pbegin):
+        """Builds the read steps."""
+        return (
+            pbegin
+            | "Files" >> beam.Create(self._files)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "StreamRecords"
+            >> beam.ParDo(ReadRecordsFn(self._fmt, self._root, self._opts, self._selected)).with_output_types(Any)
+            | "SpreadSources" >> beam.Reshuffle().with_output_types(Any)
+        )
 
 
 class ExpandImages(beam.PTransform):

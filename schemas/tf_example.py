@@ -93,3 +93,83 @@ def tf_feature_spec() -> dict:
 
     dtype = {"image": tf.string, "string": tf.string, "int64": tf.int64, "class_label": tf.int64}
     return {f.name: tf.io.FixedLenFeature([], dtype[f.kind]) for f in FIELDS}
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(buf: bytes):
+    """Yields (field number, wire type, value) of a protobuf message; value is bytes for length-delimited."""
+    pos = 0
+    while pos < len(buf):
+        tag, pos = _read_varint(buf, pos)
+        number, wire = tag >> 3, tag & 7
+        if wire == 0:
+            value, pos = _read_varint(buf, pos)
+        elif wire == 2:
+            length, pos = _read_varint(buf, pos)
+            value, pos = buf[pos : pos + length], pos + length
+            if pos > len(buf):
+                raise ValueError("truncated message")
+        elif wire == 5:
+            value, pos = buf[pos : pos + 4], pos + 4
+        elif wire == 1:
+            value, pos = buf[pos : pos + 8], pos + 8
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        yield number, wire, value
+
+
+def decode_example(data: bytes) -> dict[str, list]:
+    """Parses a serialized ``tf.train.Example`` without TensorFlow: feature name -> list of values.
+
+    bytes_list values are ``bytes``, int64_list values ``int`` (two's complement decoded), float_list ``float``.
+
+    Raises:
+        ValueError: The bytes are not a well-formed Example.
+    """
+    import struct
+
+    out: dict[str, list] = {}
+    for number, _, features in _fields(data):
+        if number != 1:
+            continue
+        for entry_number, _, entry in _fields(features):
+            if entry_number != 1:
+                continue
+            key, feature = "", b""
+            for n, _, v in _fields(entry):
+                if n == 1:
+                    key = v.decode("utf-8")
+                elif n == 2:
+                    feature = v
+            values: list = []
+            for kind, _, lst in _fields(feature):
+                for n, wire, v in _fields(lst):
+                    if n != 1:
+                        continue
+                    if kind == 1:
+                        values.append(bytes(v))
+                    elif kind == 3:
+                        if wire == 2:  # packed
+                            pos = 0
+                            while pos < len(v):
+                                x, pos = _read_varint(v, pos)
+                                values.append(x - (1 << 64) if x >= 1 << 63 else x)
+                        else:
+                            values.append(v - (1 << 64) if v >= 1 << 63 else v)
+                    elif kind == 2:
+                        if wire == 2:
+                            values.extend(struct.unpack(f"<{len(v) // 4}f", v))
+                        else:
+                            values.append(struct.unpack("<f", v)[0])
+            out[key] = values
+    return out

@@ -75,3 +75,15 @@ def test_arrow_table_has_hf_image_struct_and_class_names():
     row = table.to_pylist()[0]
     assert row["image"] == {"bytes": RECORD["image"], "path": None}
     assert np.int64(row["label"]) == 3
+
+
+def test_example_decoder_reads_what_tensorflow_writes():
+    from schemas.tf_example import decode_example
+
+    ex = tf.train.Example()
+    ex.features.feature["image"].bytes_list.value.append(b"\x00jpeg")
+    ex.features.feature["label"].int64_list.value.extend([3, -2])
+    ex.features.feature["w"].float_list.value.extend([0.5, 2.0])
+    parsed = decode_example(ex.SerializeToString())
+    assert parsed == {"image": [b"\x00jpeg"], "label": [3, -2], "w": [0.5, 2.0]}
+    assert decode_example(encode_example(RECORD))["source_key"] == [RECORD["source_key"].encode()]

@@ -170,7 +170,7 @@ class FinalizeFn(beam.DoFn):
                     "dead_letters": dead_per_class.get(n, 0),
                     "records_out": records.get(n, 0),
                 }
-                for n in self._class_names
+                for n in [*self._class_names, *(k for k in images_in if k not in self._class_names)]
             },
         }
         manifest["shards"] = shards

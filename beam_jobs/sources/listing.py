@@ -18,6 +18,7 @@ from schemas.source import SourceImage
 # Keras's flow_from_directory white list, plus webp and gif.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp", ".gif"})
 _JUNK = ("__MACOSX", ".DS_Store", "Thumbs.db")
+NO_LABEL = "(no label)"  # class column of records that are dead before their label is known
 
 
 @dataclass
@@ -46,7 +47,7 @@ class Listing:
         """Returns the number of selected images per class name, in class order."""
         counts = dict.fromkeys(self.class_names, 0)
         for item in self.images:
-            counts[item.label_name] += 1
+            counts[item.label_name] = counts.get(item.label_name, 0) + 1  # NO_LABEL for unlabelled bad records
         return counts
 
 

@@ -1,0 +1,400 @@
+"""Record-format sources: TFRecord, Parquet, CSV pixel rows, WebDataset tars and list files.
+
+TFRecord includes TFDS directories; Parquet the Hugging Face layout and plain columns; list files are CSV or
+JSONL of ``path,label``.
+
+Each format has a scanner that walks its files in order and yields ``Item``s: a stable key (``<file>#<index>``,
+the tar sample key, or the listed path), a label (index, name or None), the encoded bytes (or a path) and, for
+records that cannot be used, a reason code. The launcher scans once to list classes and counts; the pipeline's
+``ReadRecordsFn`` scans again to stream the bytes, so nothing is loaded whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import posixpath
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from beam_jobs.errors import UserError
+from beam_jobs.sources.listing import NO_LABEL, Listing
+from schemas.source import SourceImage
+
+FORMATS = ("imagefolder", "list", "tfrecord", "parquet", "csv", "tar")
+
+
+@dataclass
+class Item:
+    """One record of a source file."""
+
+    key: str
+    label: int | str | None
+    data: bytes | None = None
+    path: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordOptions:
+    """How to read records: feature/column names and, for CSV pixel rows, the image shape."""
+
+    image_key: str = "image"
+    label_key: str = "label"
+    image_shape: tuple[int, int, int] | None = None
+
+
+def _rel(path: str, root: str) -> str:
+    return path[len(root) :].lstrip("/") if root and path.startswith(root) else posixpath.basename(path)
+
+
+def _open(path: str):
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+# --- TFRecord -------------------------------------------------------------------------------------------------
+
+
+def scan_tfrecord(path: str, root: str, opts: RecordOptions, with_data: bool) -> Iterator[Item]:
+    """Yields one item per ``tf.train.Example``; a bad CRC or truncation ends the shard with a dead item."""
+    from beam_jobs.sinks.writers import _masked_crc
+    from schemas.tf_example import decode_example
+
+    rel = _rel(path, root)
+    with _open(path) as f:
+        i = 0
+        while True:
+            header = f.read(12)
+            if not header:
+                return
+            key = f"{rel}#{i}"
+            if len(header) < 12 or _masked_crc(header[:8]) != struct.unpack("<I", header[8:])[0]:
+                yield Item(key, None, error="corrupt_record")
+                return
+            (length,) = struct.unpack("<Q", header[:8])
+            body = f.read(length + 4)
+            if len(body) < length + 4 or _masked_crc(body[:length]) != struct.unpack("<I", body[length:])[0]:
+                yield Item(key, None, error="corrupt_record")
+                return
+            try:
+                ex = decode_example(body[:length])
+            except (ValueError, IndexError, UnicodeDecodeError):
+                yield Item(key, None, error="corrupt_record")
+            else:
+                image, label = ex.get(opts.image_key), ex.get(opts.label_key)
+                if not image:
+                    yield Item(key, None, error="missing_image")
+                elif not label:
+                    yield Item(key, None, error="missing_label")
+                else:
+                    value = label[0].decode("utf-8") if isinstance(label[0], bytes) else label[0]
+                    yield Item(key, value, data=image[0] if with_data else None)
+            i += 1
+
+
+# --- Parquet --------------------------------------------------------------------------------------------------
+
+
+def parquet_class_names(path: str, label_key: str) -> list[str] | None:
+    """Returns the ClassLabel names from a Hugging Face Parquet schema, if present."""
+    import pyarrow.parquet as pq
+
+    try:
+        with _open(path) as f:
+            meta = pq.ParquetFile(f).schema_arrow.metadata or {}
+    except Exception:  # noqa: BLE001 (damaged files are reported by the scan)
+        return None
+    hf = json.loads(meta.get(b"huggingface", b"{}") or b"{}")
+    feature = hf.get("info", {}).get("features", {}).get(label_key, {})
+    return list(feature["names"]) if feature.get("_type") == "ClassLabel" and "names" in feature else None
+
+
+def scan_parquet(path: str, root: str, opts: RecordOptions, with_data: bool) -> Iterator[Item]:
+    """Yields one item per row; a file without a footer or without the columns is one dead item."""
+    import pyarrow.parquet as pq
+
+    rel = _rel(path, root)
+    with _open(path) as f:
+        try:
+            pf = pq.ParquetFile(f)
+        except Exception:  # noqa: BLE001 (a missing footer, not Parquet at all)
+            yield Item(rel, None, error="corrupt_shard")
+            return
+        names = pf.schema_arrow.names
+        if opts.image_key not in names or opts.label_key not in names:
+            yield Item(rel, None, error="schema_mismatch")
+            return
+        i = 0
+        for batch in pf.iter_batches(columns=[opts.label_key, opts.image_key], batch_size=256):
+            labels = batch.column(opts.label_key).to_pylist()
+            images = batch.column(opts.image_key).to_pylist()
+            for label, image in zip(labels, images, strict=True):
+                key = f"{rel}#{i}"
+                data = image.get("bytes") if isinstance(image, dict) else image
+                if data is None:
+                    yield Item(key, None, error="missing_image")
+                elif label is None:
+                    yield Item(key, None, error="missing_label")
+                else:
+                    yield Item(key, label, data=data if with_data else None)
+                i += 1
+
+
+# --- CSV pixel rows -------------------------------------------------------------------------------------------
+
+
+def scan_csv_pixels(path: str, root: str, opts: RecordOptions, with_data: bool) -> Iterator[Item]:
+    """Yields one item per ``label,pixel1..pixelN`` row (header optional); pixels become a PNG."""
+    from transforms.codec import encode_image
+
+    h, w, c = opts.image_shape or (0, 0, 0)
+    rel = _rel(path, root)
+    with _open(path) as f:
+        reader = csv.reader(io.TextIOWrapper(f, encoding="utf-8", newline=""))
+        for i, row in enumerate(reader):
+            key = f"{rel}#{i}"
+            if i == 0 and row and not _is_number(row[-1]):
+                continue  # a header
+            if len(row) != 1 + h * w * c:
+                yield Item(key, None, error="bad_row_length")
+                continue
+            try:
+                values = np.array([float(v) for v in row[1:]])
+            except ValueError:
+                yield Item(key, None, error="bad_pixel_value")
+                continue
+            if values.min(initial=0) < 0 or values.max(initial=0) > 255 or not np.all(values == np.round(values)):
+                yield Item(key, None, error="bad_pixel_value")
+                continue
+            label: int | str = int(row[0]) if _is_int(row[0]) else row[0]
+            data = None
+            if with_data:
+                data = encode_image(values.astype(np.uint8).reshape(h, w, c), "png")
+            yield Item(key, label, data=data)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_int(text: str) -> bool:
+    return text.strip().lstrip("-").isdigit()
+
+
+# --- WebDataset tar shards ------------------------------------------------------------------------------------
+
+_IMAGE_EXT = {"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "ppm"}
+
+
+def scan_webdataset(path: str, root: str, opts: RecordOptions, with_data: bool) -> Iterator[Item]:
+    """Yields one item per sample (``key.jpg`` + ``key.cls`` or ``key.json`` with a ``label``), streamed."""
+    from beam_jobs.sources.archive import ARCHIVE_ERRORS, iter_members
+
+    rel = _rel(path, root)
+    sample: dict[str, Any] = {}
+    current = None
+
+    def flush():
+        if current is None:
+            return None
+        image = next((sample[e] for e in sample if e in _IMAGE_EXT), None)
+        label = None
+        if "cls" in sample:
+            text = sample["cls"].decode("utf-8", "replace").strip()
+            label = int(text) if _is_int(text) else text
+        elif "json" in sample:
+            try:
+                label = json.loads(sample["json"]).get(opts.label_key)
+            except (ValueError, AttributeError):
+                label = None
+        key = f"{rel}/{current}"
+        if image is None:
+            return Item(key, None, error="missing_image")
+        if label is None:
+            return Item(key, None, error="missing_label")
+        return Item(key, label, data=image if with_data else None)
+
+    try:
+        for name, _, data in iter_members(path, with_data=True):
+            if name is None:
+                continue
+            base = posixpath.basename(name)
+            stem, _, ext = base.partition(".")
+            sample_key = posixpath.join(posixpath.dirname(name), stem)
+            if sample_key != current:
+                if (item := flush()) is not None:
+                    yield item
+                current, sample = sample_key, {}
+            sample[ext.lower()] = data if data is not None else b""
+    except ARCHIVE_ERRORS:
+        pass
+    if (item := flush()) is not None:
+        yield item
+
+
+# --- list files -----------------------------------------------------------------------------------------------
+
+
+def scan_list(path: str, root: str, opts: RecordOptions, with_data: bool) -> Iterator[Item]:
+    """Yields one item per ``path,label`` line (CSV) or ``{"path": ..., "label": ...}`` line (JSONL)."""
+    base = path.rsplit("/", 1)[0] if "/" in path else "."
+    with _open(path) as f:
+        text = f.read().decode("utf-8")
+    rows: list[tuple[str, Any]] = []
+    if path.lower().endswith((".jsonl", ".ndjson")):
+        for line in text.splitlines():
+            if line.strip():
+                obj = json.loads(line)
+                rows.append((obj.get("path") or obj.get("file"), obj.get(opts.label_key)))
+    else:
+        for i, row in enumerate(csv.reader(io.StringIO(text))):
+            if not row or (i == 0 and row[0].lower() in ("path", "file", "filename", "image")):
+                continue
+            rows.append((row[0], row[1] if len(row) > 1 else None))
+    for i, (p, label) in enumerate(rows):
+        if not p:
+            yield Item(f"{_rel(path, root)}#{i}", None, error="missing_image")
+            continue
+        full = p if (p.startswith("/") or "://" in p) else f"{base}/{p}"
+        key = p.lstrip("/") if not p.startswith("/") and "://" not in p else p
+        if label in (None, ""):
+            yield Item(key, None, error="missing_label")
+        else:
+            label = int(label) if isinstance(label, str) and _is_int(label) else label
+            yield Item(key, label, path=full)
+
+
+SCANNERS = {
+    "tfrecord": scan_tfrecord,
+    "parquet": scan_parquet,
+    "csv": scan_csv_pixels,
+    "tar": scan_webdataset,
+    "list": scan_list,
+}
+
+
+def list_records(fmt: str, files: list[str], root: str, opts: RecordOptions, class_names: list[str] | None):
+    """Scans record files and returns the listing (class names from the source, else from the labels).
+
+    Integer labels without names become classes ``"0".."max"`` (the index is kept); string labels are sorted.
+    A label outside the named classes is dead-lettered as ``unknown_label`` — never defaulted.
+    """
+    items = [item for path in files for item in SCANNERS[fmt](path, root, opts, with_data=False)]
+    labels = [it.label for it in items if it.error is None]
+    ints = bool(labels) and all(isinstance(v, int) for v in labels)
+    if class_names is None:
+        if ints and min(labels) >= 0:
+            class_names = [str(i) for i in range(max(labels) + 1)]
+        else:
+            class_names = sorted({str(v) for v in labels})
+    index = {n: i for i, n in enumerate(class_names)}
+    images, problems = [], []
+    for it in items:
+        error, label, name = it.error, 0, NO_LABEL
+        if error is None:
+            if isinstance(it.label, int) and not isinstance(it.label, bool) and 0 <= it.label < len(class_names):
+                label, name = it.label, class_names[it.label]  # an index, as TFDS and HF store labels
+            elif not isinstance(it.label, int) and str(it.label) in index:
+                label, name = index[str(it.label)], str(it.label)
+            else:
+                error = "unknown_label"  # never defaulted
+                label, name = 0, NO_LABEL
+        images.append(SourceImage(it.key, label, name, path=it.path, error=error))
+    if not any(s.error is None for s in images):
+        problems.append("no usable records found")
+    return Listing(class_names, images, problems=problems)
+
+
+class ReadRecordsFn(beam.DoFn):
+    """Streams one record file and emits a ``SourceImage`` with its bytes for every selected key.
+
+    Args:
+        fmt: ``tfrecord``, ``parquet``, ``csv`` or ``tar``.
+        root: Common root of the files (keys are relative to it).
+        opts: Feature/column names and image shape.
+        selected: Key -> (label, label_name, error) from the listing.
+    """
+
+    def __init__(self, fmt: str, root: str, opts: RecordOptions, selected: dict[str, tuple]):
+        self._fmt, self._root, self._opts, self._selected = fmt, root, opts, selected
+
+    def process(self, path: str):
+        """Yields the selected records of ``path`` (errors found by the listing are passed on)."""
+        for it in SCANNERS[self._fmt](path, self._root, self._opts, with_data=True):
+            if it.key in self._selected:
+                label, name, error = self._selected[it.key]
+                yield SourceImage(it.key, label, name, data=it.data or b"", error=error or it.error)
+
+
+def find_files(source: str, fmt: str) -> tuple[list[str], str]:
+    """Returns the files of a record source (a file, a glob or a directory) and their common root."""
+    if any(ch in source for ch in "*?["):
+        files = [m.path for m in FileSystems.match([source])[0].metadata_list]
+        root = source.split("*")[0].rsplit("/", 1)[0] + "/"
+    elif FileSystems.exists(source) and not _is_dir(source):
+        files, root = [source], source.rsplit("/", 1)[0] + "/" if "/" in source else ""
+    else:
+        root = source.rstrip("/") + "/"
+        pattern = {"tfrecord": "*.tfrecord*", "parquet": "*.parquet*", "csv": "*.csv", "tar": "*.tar"}.get(fmt, "*")
+        files = [m.path for m in FileSystems.match([root + "**"])[0].metadata_list]
+        files = [f for f in files if _matches(posixpath.basename(f), pattern)]
+    files = sorted(files)
+    if not files:
+        raise UserError(f"no {fmt} files found at {source}; check --source and --source-format")
+    return files, root
+
+
+def _is_dir(path: str) -> bool:
+    import os
+
+    return FileSystems.get_scheme(path) in (None, "file") and os.path.isdir(path)
+
+
+def _matches(name: str, pattern: str) -> bool:
+    import fnmatch
+
+    return fnmatch.fnmatch(name, pattern) or (pattern == "*.tar" and name.endswith((".tar", ".tgz", ".tar.gz")))
+
+
+def detect_format(source: str) -> str:
+    """Guesses ``--source-format`` from the source: file suffixes, a TFDS or HF directory, else an image folder."""
+    low = source.lower()
+    if ".tfrecord" in low:
+        return "tfrecord"
+    if low.endswith(".parquet") or ".parquet-" in low:
+        return "parquet"
+    if low.endswith((".jsonl", ".ndjson")):
+        return "list"
+    if low.endswith(".csv"):
+        return "csv"
+    if _is_dir(source):
+        import glob
+
+        names = [posixpath.basename(p) for p in glob.glob(source.rstrip("/") + "/**/*", recursive=True)]
+        if any(".tfrecord" in n for n in names):
+            return "tfrecord"
+        if any(n.endswith(".parquet") or ".parquet-" in n for n in names):
+            return "parquet"
+    return "imagefolder"
+
+
+def tfds_class_names(source: str) -> list[str] | None:
+    """Returns class names from a TFDS directory's ``label.labels.txt``, if the source is one."""
+    base = source if _is_dir(source) else source.rsplit("/", 1)[0]
+    path = FileSystems.join(base.rstrip("/"), "label.labels.txt")
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path) as f:
+        return [line.strip() for line in f.read().decode("utf-8").splitlines() if line.strip()]

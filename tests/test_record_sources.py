@@ -1,0 +1,130 @@
+"""Record-format inputs: TFRecord / TFDS dirs, Parquet (HF and plain), CSV pixel rows, WebDataset tars, lists.
+
+Corrupt shards and rows in each are dead-lettered with their location while the rest is processed.
+"""
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from beam_jobs.sinks.writers import tfrecord_frame
+from schemas.tf_example import encode_example
+from tests.fixtures import encode, photo_like, read_tfrecords
+from tests.test_pipeline_e2e import run
+
+
+def dead(out):
+    return {d["source_key"]: d["reason"] for d in map(json.loads, (out / "dead_letter.jsonl").read_text().splitlines())}
+
+
+def test_a_tfds_directory_and_hf_parquet_shards_are_inputs(image_folder, tmp_path, cache_dir):
+    first = tmp_path / "first"
+    run(first, source=str(image_folder), copies=1, include_original=True, cache_dir=str(cache_dir), name="animals")
+    by_key = {(r["source_key"], int(r["copy_index"])): r for r in read_tfrecords(first)}
+
+    second = tmp_path / "second"
+    manifest = run(second, source=str(first), copies=2, cache_dir=str(cache_dir))  # detected: TFDS tfrecord dir
+    assert manifest["source"]["kind"] == "tfrecord" and manifest["class_names"] == ["cats", "dogs", "owls"]
+    rows = read_tfrecords(second)
+    assert len(rows) == 24 * 2
+    # every new record's label is its source record's label
+    shard = next(first.glob("*.tfrecord-*")).name
+    originals = [r for (k, c), r in sorted(by_key.items())]
+    for r in rows:
+        path, index = r["source_key"].split("#")
+        assert path == shard
+        assert r["label_name"] in ("cats", "dogs", "owls")
+    assert {r["label_name"] for r in rows} == {r["label_name"] for r in originals}
+
+    third = tmp_path / "third"
+    manifest = run(third, source=str(first / "*.parquet-*"), copies=1, cache_dir=str(cache_dir))
+    assert manifest["source"]["kind"] == "parquet" and manifest["class_names"] == ["cats", "dogs", "owls"]
+    assert manifest["counts"]["records_out"] == 24
+
+
+def test_plain_parquet_columns_csv_pixels_webdataset_and_list_files(tmp_path, cache_dir):
+    rng = np.random.default_rng(0)
+    imgs = [photo_like(rng, 16, 20) for _ in range(4)]
+
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"img": [encode(i, "PNG") for i in imgs], "cls": ["b", "a", "b", None]}), plain)
+    out = tmp_path / "o1"
+    m = run(out, source=str(plain), copies=1, cache_dir=str(cache_dir),
+            **{"image_key": "img", "label_key": "cls"})  # fmt: skip
+    assert m["class_names"] == ["a", "b"] and m["counts"]["images_ok"] == 3
+    assert dead(out) == {"plain.parquet#3": "missing_label"}
+
+    pixels = tmp_path / "sign.csv"
+    lines = ["label," + ",".join(f"pixel{i}" for i in range(1, 65))]
+    for k in range(3):
+        lines.append(",".join([str(k % 2)] + [str(v) for v in rng.integers(0, 256, 64)]))
+    lines.append("1," + ",".join(["7"] * 63))  # wrong length
+    lines.append("0," + ",".join(["300"] * 64))  # outside 0..255
+    pixels.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o2"
+    m = run(out, source=str(pixels), copies=2, cache_dir=str(cache_dir), source_format="csv", image_shape=(8, 8, 1))
+    assert m["class_names"] == ["0", "1"] and m["counts"]["records_out"] == 6
+    assert dead(out) == {"sign.csv#4": "bad_row_length", "sign.csv#5": "bad_pixel_value"}
+    assert {(int(r["height"]), int(r["width"])) for r in read_tfrecords(out)} == {(8, 8)}
+
+    shard = tmp_path / "shard-000.tar"
+    with tarfile.open(shard, "w") as tar:
+        for name, data in [("s0.jpg", encode(imgs[0], "JPEG")), ("s0.cls", b"1"), ("s1.png", encode(imgs[1], "PNG")),
+                           ("s1.json", b'{"label": 0}'), ("s2.png", encode(imgs[2], "PNG"))]:  # fmt: skip
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    out = tmp_path / "o3"
+    m = run(out, source=str(shard), copies=1, cache_dir=str(cache_dir), source_format="tar")
+    assert sorted(r["source_key"] for r in read_tfrecords(out)) == ["shard-000.tar/s0", "shard-000.tar/s1"]
+    assert dead(out) == {"shard-000.tar/s2": "missing_label"}
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, img in enumerate(imgs):
+        (folder / f"{i}.png").write_bytes(encode(img, "PNG"))
+    listing = tmp_path / "labels.csv"
+    listing.write_text("path,label\nimgs/0.png,cat\nimgs/1.png,dog\nimgs/2.png,cat\nimgs/missing.png,dog\n")
+    out = tmp_path / "o4"
+    m = run(out, source=str(listing), copies=1, cache_dir=str(cache_dir), source_format="list")
+    assert m["class_names"] == ["cat", "dog"] and dead(out) == {"imgs/missing.png": "unreadable"}
+    jsonl = tmp_path / "labels.jsonl"
+    jsonl.write_text('{"path": "imgs/3.png", "label": "dog"}\n')
+    m = run(tmp_path / "o5", source=str(jsonl), copies=1, cache_dir=str(cache_dir))
+    assert m["counts"]["records_out"] == 1
+
+
+def test_corrupt_record_inputs_are_dead_lettered_with_their_location(tmp_path, cache_dir):
+    rng = np.random.default_rng(1)
+    data = tmp_path / "data"
+    data.mkdir()
+    rec = lambda i, label: encode_example({"image": encode(photo_like(rng, 12, 12), "PNG"), "label": label,  # noqa: E731
+                                           "label_name": "x", "source_key": f"k{i}", "copy_index": 0, "recipe": "",
+                                           "height": 12, "width": 12})  # fmt: skip
+    frames = [tfrecord_frame(rec(i, i % 2)) for i in range(5)]
+    bad = bytearray(frames[2])
+    bad[-1] ^= 0xFF  # data CRC
+    (data / "a.tfrecord").write_bytes(frames[0] + frames[1] + bytes(bad) + frames[3] + frames[4])
+    (data / "b.tfrecord").write_bytes(frames[3] + frames[4][:-10])  # truncated
+    out = tmp_path / "o"
+    m = run(out, source=str(data), copies=1, cache_dir=str(cache_dir))
+    assert dead(out) == {"a.tfrecord#2": "corrupt_record", "b.tfrecord#1": "corrupt_record"}
+    assert m["counts"]["images_ok"] == 3 and m["counts"]["images_in"] == 5
+
+    pdir = tmp_path / "pq"
+    pdir.mkdir()
+    good = pa.table({"image": [encode(photo_like(rng, 12, 12), "PNG"), None], "label": [0, 1]})
+    pq.write_table(good, pdir / "a.parquet")
+    pq.write_table(pa.table({"picture": [b"x"], "label": [0]}), pdir / "b.parquet")  # other schema
+    (pdir / "c.parquet").write_bytes((pdir / "a.parquet").read_bytes()[:-30])  # no footer
+    nolabel = pa.table({"image": [encode(photo_like(rng, 12, 12), "PNG")], "label": pa.array([None], pa.int64())})
+    pq.write_table(nolabel, pdir / "d.parquet")
+    out = tmp_path / "p"
+    m = run(out, source=str(pdir), copies=1, cache_dir=str(cache_dir))
+    assert dead(out) == {"a.parquet#1": "missing_image", "b.parquet": "schema_mismatch", "c.parquet": "corrupt_shard",
+                         "d.parquet#0": "missing_label"}  # fmt: skip
+    assert m["counts"]["images_ok"] == 1 and m["counts"]["images_in"] == 5
