@@ -274,3 +274,40 @@ def test_one_hundred_thousand_empty_members_are_counted(tmp_path):
     path.write_bytes(buf.getvalue())
     listing, _, _ = list_archive(str(path))
     assert len(listing.images) == 1 and len(listing.skipped) == 100_000
+
+
+def test_a_gzip_bomb_costs_time_not_memory(tmp_path, cache_dir, monkeypatch):
+    import resource
+
+    monkeypatch.setattr(archive, "MAX_MEMBER_BYTES", 8 * 1024 * 1024)  # the default cap is 256 MB
+    path = tmp_path / "bomb.tgz"
+    with tarfile.open(path, "w:gz") as tar:
+        info, data = _file("root/c/ok.png", encode(RGB, "PNG"))
+        tar.addfile(info, io.BytesIO(data))
+        zeros = tarfile.TarInfo("root/c/huge.png")
+        zeros.size = 96 * 1024 * 1024  # compresses to ~100 KB
+
+        class Zeros(io.RawIOBase):
+            left = zeros.size
+
+            def readable(self):
+                return True
+
+            def readinto(self, b):
+                n = min(len(b), self.left)
+                b[:n] = b"\0" * n
+                self.left -= n
+                return n
+
+        tar.addfile(zeros, io.BufferedReader(Zeros()))
+    assert path.stat().st_size < 2_000_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = tmp_path / "out"
+    m = run(out, source=str(path), copies=1, cache_dir=str(cache_dir))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert dead(out) == {"c/huge.png": "too_large"} and m["counts"]["images_ok"] == 1
+    assert grown_mb < 48  # the 96 MB member was never held in memory
+
+
+def dead(out):
+    return {d["source_key"]: d["reason"] for d in map(json.loads, (out / "dead_letter.jsonl").read_text().splitlines())}
