@@ -85,6 +85,16 @@ def _shape(parts: list[str] | None) -> tuple[int, int, int] | None:
         raise UserError(f"--image-shape must be H,W,C integers, got {','.join(parts)}") from None
 
 
+def _splits(text: str) -> tuple[tuple[str, float], ...]:
+    try:
+        pairs = [part.split("=", 1) for part in text.split(",")]
+        return tuple((name.strip(), float(value)) for name, value in pairs)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected name=fraction,... (e.g. train=0.8,validation=0.2), got {text!r}"
+        ) from None
+
+
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -131,7 +141,12 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     outp.add_argument("--output", help="output directory (refused if not empty, unless --overwrite)")
     outp.add_argument("--overwrite", action="store_true", help="replace the output of an earlier run")
     outp.add_argument("--name", help="dataset name for shard files (default: the dataset's or folder's name)")
-    outp.add_argument("--split", default="train", help="split name (default train)")
+    outp.add_argument("--split", default="train", help="the (augmented) split's name (default train)")
+    outp.add_argument(
+        "--splits",
+        type=_splits,
+        help="e.g. train=0.8,validation=0.2: split sources by key hash; only --split is augmented",
+    )
     outp.add_argument("--formats", type=_csv, default=["tfrecord", "parquet"], help="tfrecord,parquet (default)")
     outp.add_argument("--image-format", default="jpeg", help="jpeg (default), png or webp (parquet only)")
     outp.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
@@ -273,6 +288,7 @@ def config_from_args(ns: argparse.Namespace):
         image_key=ns.image_key,
         label_key=ns.label_key,
         image_shape=_shape(ns.image_shape),
+        splits=ns.splits,
     )
 
 

@@ -48,6 +48,8 @@ class JobConfig:
         image_key: Feature (TFRecord) or column (Parquet) holding the encoded image.
         label_key: Feature or column holding the label.
         image_shape: (H, W, C) of CSV pixel rows.
+        splits: ``((name, fraction), ...)`` assigning each source to a split by hashing its key; only the split
+            named ``split`` is augmented, the others are written unaugmented.
     """
 
     output: str
@@ -79,6 +81,7 @@ class JobConfig:
     image_key: str = "image"
     label_key: str = "label"
     image_shape: tuple[int, int, int] | None = None
+    splits: tuple[tuple[str, float], ...] | None = None
 
     def __post_init__(self):
         """Validates every field, naming the flag and the allowed values."""
@@ -112,6 +115,14 @@ class JobConfig:
             raise UserError("--source-format csv (pixel rows) needs --image-shape H,W,C (e.g. 28,28,1)")
         if self.image_shape is not None and (len(self.image_shape) != 3 or self.image_shape[2] not in (1, 3)):
             raise UserError(f"--image-shape must be H,W,C with C 1 or 3, got {self.image_shape}")
+        if self.splits is not None:
+            names = [n for n, _ in self.splits]
+            if len(set(names)) != len(names) or any(not _NAME.match(n) for n in names):
+                raise UserError(f"--splits needs distinct split names matching {_NAME.pattern}, got {names}")
+            if any(f <= 0 for _, f in self.splits) or abs(sum(f for _, f in self.splits) - 1) > 1e-6:
+                raise UserError(f"--splits fractions must be > 0 and sum to 1, got {dict(self.splits)}")
+            if self.split not in names:
+                raise UserError(f"--splits must include the augmented split {self.split!r} (set with --split)")
         if self.incremental and not self.refresh:
             raise UserError("--incremental works with --refresh (it reuses the current version's records)")
         if self.keep_versions < 1:
@@ -132,6 +143,7 @@ class JobConfig:
         d["image_size"] = list(self.image_size) if self.image_size else None
         d["classes"] = list(self.classes) if self.classes else None
         d["image_shape"] = list(self.image_shape) if self.image_shape else None
+        d["splits"] = [list(s) for s in self.splits] if self.splits else None
         return d
 
 

@@ -52,8 +52,11 @@ def verify(out: str) -> list[str]:
     if c["images_in"] != c["images_ok"] + c["dead_letters"]:
         problems.append(f"images_in {c['images_in']} != images_ok {c['images_ok']} + dead letters {c['dead_letters']}")
     per_image = manifest["copies"] + int(manifest["include_original"])
-    if c["records_out"] != c["images_ok"] * per_image:
-        problems.append(f"records_out {c['records_out']} != images_ok {c['images_ok']} x {per_image}")
+    augmented = manifest.get("augment_split", manifest.get("split", "train"))
+    for split, sc in c.get("per_split", {"": {"images_ok": c["images_ok"], "records_out": c["records_out"]}}).items():
+        expected = sc["images_ok"] * (per_image if split in (augmented, "") or len(c.get("per_split", {})) == 1 else 1)
+        if sc["records_out"] != expected:
+            problems.append(f"split {split or 'all'}: records_out {sc['records_out']} != expected {expected}")
     return problems
 
 

@@ -86,6 +86,8 @@ class JobPlan:
         return {
             "name": self.name,
             "split": self.config.split,
+            "augment_split": self.config.split,
+            "splits": [list(x) for x in self.config.splits] if self.config.splits else None,
             "description": self.source.description,
             "recipe_schema_version": RECIPE_SCHEMA_VERSION,
             "class_names": self.listing.class_names,
@@ -202,6 +204,9 @@ def build_pipeline(
     """
     c = plan.config
     run_id = run_id or uuid.uuid4().hex[:12]
+    # Sources of TFDS / HF inputs keep the split their shard names give, unless --splits reassigns them.
+    input_splits = plan.source.kind in ("tfrecord", "parquet") and not c.splits
+    split_args = {"splits": c.splits, "split": c.split, "augment_split": c.split, "input_splits": input_splits}
     staging = staging_dir(c.output, run_id)
     temp_dir = FileSystems.join(staging, ".tmp")
     if plan.source.kind in ("folder", "archive", "list"):
@@ -224,10 +229,13 @@ def build_pipeline(
         quality=c.quality,
         class_names=plan.listing.class_names,
         reuse=reuse,
+        **split_args,
     )
     expanded = outputs.records
     if reuse and reuse_from:
-        reused = outputs.reused | "ReuseRecords" >> ReuseRecords(reuse_from.rstrip("/") + "/*.parquet-*")
+        reused = outputs.reused | "ReuseRecords" >> ReuseRecords(
+            reuse_from.rstrip("/") + "/*.parquet-*", (c.splits, c.split, input_splits)
+        )
         expanded = (expanded, reused) | "AllRecords" >> beam.Flatten()
     streams = {"records": expanded, "dead_letter": outputs.dead_letter, "source_info": outputs.source_info}
     return streams | "WriteDataset" >> WriteDataset(
@@ -235,7 +243,6 @@ def build_pipeline(
             "temp_dir": temp_dir,
             "formats": c.formats,
             "class_names": plan.listing.class_names,
-            "first_copy_index": 0 if c.include_original else 1,
             "max_shard_bytes": c.max_shard_mb * 1024 * 1024,
             "progress_dir": progress_dir,
         },
@@ -246,7 +253,7 @@ def build_pipeline(
             "run_id": run_id,
             "max_bad_fraction": c.max_bad_fraction,
             "name": plan.name,
-            "split": c.split,
+            "splits": [n for n, _ in c.splits] if c.splits else [c.split],
             "formats": c.formats,
             "class_names": plan.listing.class_names,
             "image_format": c.image_format,

@@ -18,7 +18,7 @@ from beam_jobs.sinks.finalize import FinalizeFn
 from beam_jobs.sinks.shards import WriteShardsFn
 from beam_jobs.sources.archive import ReadArchiveFn
 from beam_jobs.sources.records import ReadRecordsFn
-from transforms.expand import DEAD_LETTER, REUSED, SOURCE_INFO, ExpandFn
+from transforms.expand import DEAD_LETTER, REUSED, SOURCE_INFO, ExpandFn, split_of
 
 
 class ReadImages(beam.PTransform):
@@ -101,8 +101,12 @@ class ExpandImages(beam.PTransform):
         )
 
 
-def _parquet_row_to_record(row: dict) -> dict:
-    return {**row, "image": row["image"]["bytes"]}
+def _reused_records(rows: list[dict], split: str) -> list[dict]:
+    records = [{**row, "image": row["image"]["bytes"], "split": split} for row in rows]
+    records.sort(key=lambda r: r["copy_index"])
+    if records:
+        records[0]["source_start"] = True
+    return records
 
 
 class ReuseRecords(beam.PTransform):
@@ -113,25 +117,31 @@ class ReuseRecords(beam.PTransform):
 
     Args:
         pattern: Glob of the previous version's Parquet shards.
+        split_args: ``(splits, default split, input_splits)``, to put reused records in their split again.
     """
 
-    def __init__(self, pattern: str):
+    def __init__(self, pattern: str, split_args: tuple):
         super().__init__()
         self._pattern = pattern
+        self._split_args = split_args
 
     def expand(self, reused_keys):
         """Returns the reused records."""
         previous = (
             reused_keys.pipeline
             | "ReadPrevious" >> beam.io.ReadFromParquet(self._pattern)
-            | "KeyPrevious" >> beam.Map(lambda row: (row["source_key"], _parquet_row_to_record(row)))
+            | "KeyPrevious" >> beam.Map(lambda row: (row["source_key"], row))
         )
         wanted = reused_keys | "KeyReused" >> beam.Map(lambda key: (key, True))
-        return (
-            {"previous": previous, "wanted": wanted}
-            | "Join" >> beam.CoGroupByKey()
-            | "Keep" >> beam.FlatMap(lambda kv: kv[1]["previous"] if kv[1]["wanted"] else [])
-        )
+        split_args = self._split_args
+
+        def keep(kv):
+            key, groups = kv
+            if not groups["wanted"]:
+                return []
+            return _reused_records(list(groups["previous"]), split_of(key, *split_args))
+
+        return {"previous": previous, "wanted": wanted} | "Join" >> beam.CoGroupByKey() | "Keep" >> beam.FlatMap(keep)
 
 
 class WriteDataset(beam.PTransform):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import apache_beam as beam
@@ -26,6 +27,25 @@ from schemas.source import SourceImage
 from transforms.codec import DecodeError, decode_image, encode_image, encode_step
 from transforms.geometric import Resize
 from transforms.policies import Policy
+from transforms.seeding import assign_split
+
+_INPUT_SPLIT = re.compile(r"(?:^|[/-])(train|validation|test)(?=[-.]|$)")
+
+
+def split_from_key(key: str) -> str | None:
+    """Reads the split from a record key's shard name (``flowers-train.tfrecord-00000-of-00004#7``)."""
+    match = _INPUT_SPLIT.search(key.split("#", 1)[0])
+    return match.group(1) if match else None
+
+
+def split_of(key: str, splits, default: str, input_splits: bool) -> str:
+    """The split of a source: from ``--splits`` by key hash, from an input shard's name, or the default."""
+    if splits:
+        return assign_split(key, [tuple(s) for s in splits], default)
+    if input_splits:
+        return split_from_key(key) or default
+    return default
+
 
 DEAD_LETTER = "dead_letter"
 SOURCE_INFO = "source_info"
@@ -47,6 +67,8 @@ def expand_image(
     image_format: str = "jpeg",
     quality: int = 95,
     class_names: list[str] | None = None,
+    split: str = "train",
+    augment: bool = True,
 ) -> list[dict[str, Any]]:
     """Decodes one source image and returns its output records.
 
@@ -63,6 +85,8 @@ def expand_image(
         image_format: Output encoding.
         quality: JPEG/WebP quality.
         class_names: Class names in label order, to index a label-mapped copy's new class.
+        split: The source's split (records carry it; shards are written per split).
+        augment: False for evaluation splits: only the original is written (copy_index 0).
 
     Returns:
         Records (dicts with every field of ``schemas.FIELDS``), original first then copies 1..K.
@@ -87,14 +111,16 @@ def expand_image(
             "recipe": json.dumps(steps, separators=(",", ":"), sort_keys=True),
             "height": int(pixels.shape[0]),
             "width": int(pixels.shape[1]),
+            "split": split,
         }
 
     records = []
-    if include_original:
+    if include_original or not augment:
         records.append(record(image, 0, [*base_steps, final]))
-    for copy_index in range(1, copies + 1):
+    for copy_index in range(1, (copies if augment else 0) + 1):
         pixels, steps, name = policy.augment(image, seed, key, copy_index, label_name)
         records.append(record(pixels, copy_index, [*base_steps, *steps, final], name))
+    records[0]["source_start"] = True  # the sink counts sources by this mark
     return records
 
 
@@ -124,6 +150,10 @@ class ExpandFn(beam.DoFn):
         quality: JPEG/WebP quality.
         class_names: Class names in label order (needed when the policy has a label map).
         reuse: Key -> sha256 of sources whose earlier records may be reused when their bytes are unchanged.
+        splits: ``[(name, fraction), ...]`` to split sources by key hash, or None.
+        split: The split of every source when ``splits`` is None and the input has none.
+        augment_split: The split that is augmented; every other split is written unaugmented.
+        input_splits: Take each source's split from its key (TFDS / HF shard names), when ``splits`` is None.
     """
 
     def __init__(
@@ -137,7 +167,15 @@ class ExpandFn(beam.DoFn):
         quality: int = 95,
         class_names: list[str] | None = None,
         reuse: dict[str, str] | None = None,
+        splits: list[tuple[str, float]] | None = None,
+        split: str = "train",
+        augment_split: str = "train",
+        input_splits: bool = False,
     ):
+        self._splits = [tuple(s) for s in splits] if splits else None
+        self._split = split
+        self._augment_split = augment_split
+        self._input_splits = input_splits
         self._policy_config = policy_config
         self._reuse = reuse or {}
         self._class_names = list(class_names) if class_names else None
@@ -180,6 +218,7 @@ class ExpandFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(REUSED, source.key)
             yield beam.pvalue.TaggedOutput(SOURCE_INFO, {"key": source.key, "sha256": digest, "reused": True})
             return
+        split = split_of(source.key, self._splits, self._split, self._input_splits)
         try:
             records = expand_image(
                 data,
@@ -194,6 +233,8 @@ class ExpandFn(beam.DoFn):
                 image_format=self._image_format,
                 quality=self._quality,
                 class_names=self._class_names,
+                split=split,
+                augment=(split == self._augment_split) or not (self._splits or self._input_splits),
             )
         except DecodeError as e:
             self._dead.inc()

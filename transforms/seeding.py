@@ -38,3 +38,23 @@ def stable_fraction(source_key: str, salt: str = "") -> float:
     """Maps a key to a deterministic number in [0, 1), e.g. for sampling or split assignment."""
     digest = hashlib.sha256(f"{salt}\0{source_key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def assign_split(source_key: str, splits: list[tuple[str, float]] | None, default: str = "train") -> str:
+    """Assigns a source to a split by hashing its key (before fan-out, so all its copies land in one split).
+
+    Args:
+        source_key: Stable id of the source image.
+        splits: ``[(name, fraction), ...]`` summing to 1, in the order given on the command line; None for one
+            split.
+        default: The split when ``splits`` is None.
+    """
+    if not splits:
+        return default
+    u = stable_fraction(source_key, "split")
+    total = 0.0
+    for name, fraction in splits:
+        total += fraction
+        if u < total:
+            return name
+    return splits[-1][0]

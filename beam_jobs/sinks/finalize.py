@@ -63,7 +63,7 @@ class FinalizeFn(beam.DoFn):
         staging: Staging directory where everything is written first.
         temp_dir: Directory holding the temporary shard files; deleted at the end.
         name: Dataset name (shard prefix).
-        split: Split name.
+        splits: Split names to write (each gets at least one, possibly empty, shard per format).
         formats: Output formats.
         class_names: Class names in label order.
         image_format: Encoding of the images (for ``features.json``).
@@ -79,7 +79,7 @@ class FinalizeFn(beam.DoFn):
         staging: str,
         temp_dir: str,
         name: str,
-        split: str,
+        splits: list[str],
         formats: tuple[str, ...],
         class_names: list[str],
         image_format: str,
@@ -94,7 +94,7 @@ class FinalizeFn(beam.DoFn):
         self._max_bad = max_bad_fraction
         self._temp_dir = temp_dir
         self._name = name
-        self._split = split
+        self._splits = list(splits)
         self._formats = tuple(formats)
         self._class_names = list(class_names)
         self._image_format = image_format
@@ -104,21 +104,22 @@ class FinalizeFn(beam.DoFn):
     def _path(self, filename: str) -> str:
         return FileSystems.join(self._staging, filename)
 
-    def _publish(self, fmt: str, reports: list[ShardReport]) -> list[dict[str, Any]]:
-        # Empty files (bundles that saw no record) are dropped; an empty run still gets one valid empty shard.
+    def _publish(self, split: str, fmt: str, reports: list[ShardReport]) -> list[dict[str, Any]]:
+        # Empty files (bundles that saw no record) are dropped; an empty split still gets one valid empty shard.
         kept = sorted(
-            (r for r in reports if r.fmt == fmt and r.num_records > 0), key=lambda r: (r.first_key, r.temp_path)
+            (r for r in reports if r.fmt == fmt and r.split == split and r.num_records > 0),
+            key=lambda r: (r.first_key, r.temp_path),
         )
         if not kept:
-            empty = FileSystems.join(self._temp_dir, f"{fmt}-empty")
+            empty = FileSystems.join(self._temp_dir, f"{split}-{fmt}-empty")
             WRITERS[fmt](empty, arrow_schema(self._class_names)).close()
-            kept = [ShardReport(fmt, empty, 0, 0, "", {}, {})]
+            kept = [ShardReport(fmt, split, empty, 0, 0, "", {}, {})]
         count = len(kept)
-        targets = [self._path(shard_name(self._name, self._split, fmt, i, count)) for i in range(count)]
+        targets = [self._path(shard_name(self._name, split, fmt, i, count)) for i in range(count)]
         FileSystems.rename([r.temp_path for r in kept], targets)
         # Re-read every shard: the count must match what the bundle reported; the sha256 goes in the manifest.
         return [
-            {"file": t.rsplit("/", 1)[-1], **verify_shard(t, fmt, expected=r.num_records)}
+            {"file": t.rsplit("/", 1)[-1], "split": split, **verify_shard(t, fmt, expected=r.num_records)}
             for t, r in zip(targets, kept, strict=True)
         ]
 
@@ -132,20 +133,24 @@ class FinalizeFn(beam.DoFn):
                 f"({len(dead_letters) / images_in_total:.1%}), over --max-bad-fraction {self._max_bad}; "
                 "nothing was published"
             )
-        shards = {fmt: self._publish(fmt, reports) for fmt in self._formats}
+        splits = [*self._splits, *sorted({r.split for r in reports} - set(self._splits))]
+        shards = {fmt: [e for split in splits for e in self._publish(split, fmt, reports)] for fmt in self._formats}
         counted = [r for r in reports if r.fmt == self._formats[0]]
         records = Counter()
         sources = Counter()
+        per_split = {split: {"images_ok": 0, "records_out": 0} for split in splits}
         for r in counted:
             records.update(r.records_per_class)
             sources.update(r.sources_per_class)
+            per_split[r.split]["images_ok"] += sum(r.sources_per_class.values())
+            per_split[r.split]["records_out"] += r.num_records
 
         dead = sorted(dead_letters, key=lambda d: (d["source_key"], d["stage"]))
         write_text(self._path(DEAD_LETTERS), "".join(json.dumps(d, sort_keys=True) + "\n" for d in dead))
         write_text(self._path("label.labels.txt"), "".join(n + "\n" for n in self._class_names))
         if "tfrecord" in self._formats:
-            lengths = {self._split: [s["records"] for s in shards["tfrecord"]]}
-            num_bytes = {self._split: sum(s["bytes"] for s in shards["tfrecord"])}
+            lengths = {sp: [s["records"] for s in shards["tfrecord"] if s["split"] == sp] for sp in splits}
+            num_bytes = {sp: sum(s["bytes"] for s in shards["tfrecord"] if s["split"] == sp) for sp in splits}
             info = dataset_info_json(self._name, self._manifest.get("description", ""), lengths, num_bytes)
             write_text(self._path("dataset_info.json"), json.dumps(info, indent=2) + "\n")
             features = features_json(len(self._class_names), self._image_format)
@@ -163,6 +168,7 @@ class FinalizeFn(beam.DoFn):
             "records_out": sum(records.values()),
             "ignored_files": len(manifest["listing"]["ignored"]),
             "skipped_non_images": len(manifest["listing"]["skipped"]),
+            "per_split": per_split,
             "per_class": {
                 n: {
                     "images_in": images_in.get(n, 0),

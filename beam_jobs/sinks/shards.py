@@ -33,6 +33,7 @@ class ShardReport(NamedTuple):
 
     Attributes:
         fmt: ``tfrecord`` or ``parquet``.
+        split: The split of every record in the file.
         temp_path: Where the file is now.
         num_records: Records in the file (read from the data, not from metrics).
         num_bytes: Bytes written (TFRecord: exact file size; Parquet: approximate payload).
@@ -42,6 +43,7 @@ class ShardReport(NamedTuple):
     """
 
     fmt: str
+    split: str
     temp_path: str
     num_records: int
     num_bytes: int
@@ -66,7 +68,6 @@ class WriteShardsFn(beam.DoFn):
         temp_dir: Directory for temporary shard files (any Beam filesystem).
         formats: Output formats, e.g. ``("tfrecord", "parquet")``.
         class_names: Class names in label order (for the Parquet schema metadata).
-        first_copy_index: 0 when originals are included, else 1; a record with this index starts a source.
         max_shard_bytes: Roll over to a new file after this many bytes.
         progress_dir: Local directory where counts are dropped for the launcher's progress line, or None.
     """
@@ -76,14 +77,12 @@ class WriteShardsFn(beam.DoFn):
         temp_dir: str,
         formats: tuple[str, ...],
         class_names: list[str],
-        first_copy_index: int,
         max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
         progress_dir: str | None = None,
     ):
         self._temp_dir = temp_dir
         self._formats = tuple(formats)
         self._class_names = list(class_names)
-        self._first_copy_index = first_copy_index
         self._max_shard_bytes = max_shard_bytes
         self._progress_dir = progress_dir
         self._shards_written = Metrics.counter("beam_expand", "shards_written")
@@ -100,22 +99,24 @@ class WriteShardsFn(beam.DoFn):
 
     def start_bundle(self):
         """Starts a bundle with no open files."""
-        self._open: dict[str, _OpenShard] = {}
+        self._open: dict[tuple[str, str], _OpenShard] = {}
         self._done: list[ShardReport] = []
 
-    def _shard(self, fmt: str) -> _OpenShard:
-        if fmt not in self._open:
-            path = FileSystems.join(self._temp_dir, f"{fmt}-{uuid.uuid4().hex}")
-            self._open[fmt] = _OpenShard(WRITERS[fmt](path, self._schema))
-        return self._open[fmt]
+    def _shard(self, split: str, fmt: str) -> _OpenShard:
+        if (split, fmt) not in self._open:
+            path = FileSystems.join(self._temp_dir, f"{split}-{fmt}-{uuid.uuid4().hex}")
+            self._open[(split, fmt)] = _OpenShard(WRITERS[fmt](path, self._schema))
+        return self._open[(split, fmt)]
 
-    def _close(self, fmt: str) -> None:
-        shard = self._open.pop(fmt)
+    def _close(self, key: tuple[str, str]) -> None:
+        split, fmt = key
+        shard = self._open.pop(key)
         shard.writer.close()
         self._shards_written.inc()
         self._done.append(
             ShardReport(
                 fmt,
+                split,
                 shard.writer.path,
                 shard.records,
                 shard.writer.num_bytes,
@@ -128,12 +129,13 @@ class WriteShardsFn(beam.DoFn):
     def process(self, record: dict[str, Any]):
         """Appends a record to this bundle's open files; nothing is emitted until the bundle finishes."""
         key = record["source_key"]
-        starts_source = record["copy_index"] == self._first_copy_index
+        starts_source = bool(record.get("source_start"))
+        split = record.get("split", "train")
         if starts_source:
             # Roll over only between sources, so all copies of one source stay in one file.
             self._roll_over_full()
         for fmt in self._formats:
-            shard = self._shard(fmt)
+            shard = self._shard(split, fmt)
             shard.writer.write(record)
             shard.records += 1
             shard.per_class[record["label_name"]] += 1
@@ -147,9 +149,9 @@ class WriteShardsFn(beam.DoFn):
         return ()
 
     def _roll_over_full(self) -> None:
-        for fmt in list(self._open):
-            if self._open[fmt].writer.num_bytes >= self._max_shard_bytes:
-                self._close(fmt)
+        for key in list(self._open):
+            if self._open[key].writer.num_bytes >= self._max_shard_bytes:
+                self._close(key)
 
     def _report_progress(self, force: bool) -> None:
         if self._progress_path is None:
@@ -165,8 +167,8 @@ class WriteShardsFn(beam.DoFn):
 
     def finish_bundle(self):
         """Closes the bundle's files and emits one ``ShardReport`` per file."""
-        for fmt in list(self._open):
-            self._close(fmt)
+        for key in list(self._open):
+            self._close(key)
         self._report_progress(force=True)
         for report in self._done:
             yield GlobalWindows.windowed_value(report)

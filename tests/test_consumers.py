@@ -1,0 +1,105 @@
+"""The written dataset in the tools people train with: splits, Keras, TFDS, Hugging Face datasets, DuckDB."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.fixtures import make_folder, read_tfrecords
+from tests.test_pipeline_e2e import run
+
+tf = pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def split_dataset(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("splits")
+    src = make_folder(tmp / "animals", per_class=10)
+    out = tmp / "out"
+    manifest = run(out, source=str(src), copies=3, name="animals", cache_dir=str(tmp / "cache"),
+                   splits=(("train", 0.7), ("validation", 0.3)))  # fmt: skip
+    return src, out, manifest
+
+
+def test_splits_are_leak_free_and_only_train_is_augmented(split_dataset):
+    _, out, manifest = split_dataset
+    per_split = manifest["counts"]["per_split"]
+    assert per_split["train"]["images_ok"] + per_split["validation"]["images_ok"] == 30
+    assert 10 < per_split["train"]["images_ok"] < 30
+    keys = {}
+    for shard_split in ("train", "validation"):
+        for path in sorted(out.glob(f"animals-{shard_split}.tfrecord-*")):
+            ds = tf.data.TFRecordDataset(str(path))
+            for raw in ds.as_numpy_iterator():
+                ex = tf.train.Example.FromString(raw)
+                key = ex.features.feature["source_key"].bytes_list.value[0].decode()
+                copy = ex.features.feature["copy_index"].int64_list.value[0]
+                keys.setdefault(key, set()).add((shard_split, copy))
+    for copies in keys.values():
+        assert len({s for s, _ in copies}) == 1  # every copy of a source is in one split
+        split = next(iter(copies))[0]
+        assert {c for _, c in copies} == ({1, 2, 3} if split == "train" else {0})  # evaluation data stays real
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert sorted(s["name"] for s in info["splits"]) == ["train", "validation"]
+
+
+def test_tfds_reads_every_split(split_dataset):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    _, out, manifest = split_dataset
+    builder = tfds.builder_from_directory(str(out))
+    assert set(builder.info.splits) == {"train", "validation"}
+    n_val = sum(1 for _ in builder.as_dataset(split="validation"))
+    assert n_val == manifest["counts"]["per_split"]["validation"]["records_out"]
+
+
+def test_a_keras_model_trains_a_step_on_the_tfrecord_output(split_dataset):
+    _, out, _ = split_dataset
+    spec = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
+
+    def parse(x):
+        r = tf.io.parse_single_example(x, spec)
+        image = tf.image.resize(tf.io.decode_jpeg(r["image"], channels=3), (32, 32)) / 255.0
+        return image, r["label"]
+
+    files = sorted(str(p) for p in out.glob("animals-train.tfrecord-*"))
+    ds = tf.data.TFRecordDataset(files).map(parse).batch(8)
+    model = tf.keras.Sequential([tf.keras.Input((32, 32, 3)), tf.keras.layers.Flatten(), tf.keras.layers.Dense(3)])
+    model.compile("sgd", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_hugging_face_datasets_decodes_images_and_class_names(split_dataset):
+    datasets = pytest.importorskip("datasets")
+    _, out, _ = split_dataset
+    files = sorted(str(p) for p in out.glob("animals-train.parquet-*"))
+    ds = datasets.load_dataset("parquet", data_files=files, split="train")
+    assert ds.features["label"].names == ["cats", "dogs", "owls"]
+    assert type(ds.features["image"]).__name__ == "Image"
+    image = ds[0]["image"]
+    assert image.size == (64, 48) and ds[0]["label_name"] == ["cats", "dogs", "owls"][ds[0]["label"]]
+
+
+def test_duckdb_counts_rows_per_label(split_dataset):
+    duckdb = pytest.importorskip("duckdb")
+    _, out, manifest = split_dataset
+    rows = duckdb.sql(
+        f"SELECT label_name, count(*) AS n FROM read_parquet('{out}/animals-*.parquet-*') GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    expected = {k: v["records_out"] for k, v in manifest["counts"]["per_class"].items()}
+    assert dict(rows) == expected
+
+
+def test_input_splits_of_a_tfds_directory_are_kept(split_dataset, tmp_path):
+    _, out, manifest = split_dataset
+    again = tmp_path / "again"
+    m = run(again, source=str(out), copies=2, cache_dir=str(tmp_path / "cache"))
+    # validation records (copy 0) stay unaugmented in validation; train records get 2 copies each
+    assert (
+        m["counts"]["per_split"]["validation"]["records_out"]
+        == manifest["counts"]["per_split"]["validation"]["records_out"]
+    )
+    assert (
+        m["counts"]["per_split"]["train"]["records_out"] == 2 * manifest["counts"]["per_split"]["train"]["records_out"]
+    )
+    assert {r["source_key"].split("#")[0].split(".")[0] for r in read_tfrecords(again)} >= {"animals-validation"}
