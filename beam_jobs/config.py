@@ -99,6 +99,11 @@ class JobConfig:
             raise UserError(f"--formats must be a comma list of {', '.join(FORMATS)}, got {','.join(self.formats)}")
         if len(set(self.formats)) != len(self.formats):
             raise UserError(f"--formats lists a format twice: {','.join(self.formats)}")
+        if not {"tfrecord", "parquet"} & set(self.formats):
+            raise UserError(
+                "--formats needs tfrecord or parquet (the verified dataset); webdataset and imagefolder "
+                "are exports beside them"
+            )
         if self.image_format == "webp" and "tfrecord" in self.formats:
             raise UserError("--image-format webp is not readable by TFDS: use it with --formats parquet only")
         if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 1):

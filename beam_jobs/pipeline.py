@@ -264,8 +264,8 @@ def build_pipeline(
 
 
 _OUR_FILES = re.compile(
-    r"^(.+\.(tfrecord|parquet)-\d{5}-of-\d{5}|dataset_info\.json|features\.json|label\.labels\.txt|"
-    r"beam_expand\.json|dead_letter\.jsonl|LICENSE\.txt|_SUCCESS)$"
+    r"^(.+\.(tfrecord|parquet)-\d{5}-of-\d{5}|.+-\d{5}-of-\d{5}\.tar|dataset_info\.json|features\.json|label\.labels\.txt|"
+    r"beam_expand\.json|dead_letter\.jsonl|LICENSE\.txt|_SUCCESS|images)$"
 )
 
 

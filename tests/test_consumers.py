@@ -103,3 +103,29 @@ def test_input_splits_of_a_tfds_directory_are_kept(split_dataset, tmp_path):
         m["counts"]["per_split"]["train"]["records_out"] == 2 * manifest["counts"]["per_split"]["train"]["records_out"]
     )
     assert {r["source_key"].split("#")[0].split(".")[0] for r in read_tfrecords(again)} >= {"animals-validation"}
+
+
+def test_webdataset_and_image_folder_exports(image_folder, tmp_path):
+    import tarfile
+
+    from beam_jobs.cli import main
+
+    out = tmp_path / "out"
+    argv = ["run", "--source", str(image_folder), "--output", str(out), "--copies", "2", "--no-progress",
+            "--formats", "tfrecord,webdataset,imagefolder", "--name", "animals"]  # fmt: skip
+    assert main(argv) == 0
+    files = sorted((out / "images" / "train").rglob("*.*"))
+    assert len(files) == 24 and {f.parent.name for f in files} == {"cats", "dogs", "owls"}
+    assert (out / "images" / "train" / "dogs" / "dogs_1_2.jpg").exists()  # <class>/<source>_<copy>.<ext>
+    shard = next(out.glob("animals-train-*.tar"))
+    with tarfile.open(shard) as tar:
+        names = tar.getnames()
+        sample = json.loads(tar.extractfile(next(n for n in names if n.endswith(".json"))).read())
+    assert len(names) == 24 * 3 and {n.rsplit(".", 1)[1] for n in names} == {"jpg", "cls", "json"}
+    assert sample["label_name"] in ("cats", "dogs", "owls") and sample["recipe"][0]["op"] == "decode"
+    assert main(["verify", str(out)]) == 0
+    # and the export reads back as an input
+    again = tmp_path / "again"
+    assert main(["run", "--source", str(out / "images" / "train"), "--output", str(again), "--copies", "1",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert len(read_tfrecords(again)) == 24

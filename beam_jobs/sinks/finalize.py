@@ -35,7 +35,12 @@ DEAD_LETTERS = "dead_letter.jsonl"
 
 
 def shard_name(name: str, split: str, fmt: str, index: int, count: int) -> str:
-    """Returns TFDS's shard file name, e.g. ``flowers-train.tfrecord-00000-of-00004``."""
+    """Returns TFDS's shard file name, e.g. ``flowers-train.tfrecord-00000-of-00004``.
+
+    WebDataset shards end in ``.tar`` as WebDataset readers expect: ``flowers-train-00000-of-00004.tar``.
+    """
+    if fmt == "webdataset":
+        return f"{name}-{split}-{index:05d}-of-{count:05d}.tar"
     return f"{name}-{split}.{fmt}-{index:05d}-of-{count:05d}"
 
 
@@ -105,6 +110,10 @@ class FinalizeFn(beam.DoFn):
         return FileSystems.join(self._staging, filename)
 
     def _publish(self, split: str, fmt: str, reports: list[ShardReport]) -> list[dict[str, Any]]:
+        if fmt == "imagefolder":  # files already sit at their final names under images/<split>/
+            expected = sum(r.num_records for r in reports if r.fmt == fmt and r.split == split)
+            folder = self._path(f"images/{split}")
+            return [{"file": f"images/{split}", "split": split, **verify_shard(folder, fmt, expected=expected)}]
         # Empty files (bundles that saw no record) are dropped; an empty split still gets one valid empty shard.
         kept = sorted(
             (r for r in reports if r.fmt == fmt and r.split == split and r.num_records > 0),

@@ -74,14 +74,38 @@ def count_parquet(path: str) -> int:
         return pq.ParquetFile(f).metadata.num_rows
 
 
+def count_webdataset(path: str) -> int:
+    """Returns the number of samples (``.cls`` members) in a WebDataset tar shard."""
+    import tarfile
+
+    with FileSystems.open(path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        return sum(1 for m in tar if m.name.endswith(".cls"))
+
+
+def _folder_files(path: str) -> list:
+    if not FileSystems.exists(path):
+        return []
+    return sorted(FileSystems.match([path.rstrip("/") + "/**"])[0].metadata_list, key=lambda m: m.path)
+
+
 def verify_shard(path: str, fmt: str, expected: int | None = None, sha256: str | None = None) -> dict:
-    """Re-reads one shard; returns ``{records, bytes, sha256}``.
+    """Re-reads one shard (or, for ``imagefolder``, one split's folder); returns ``{records, bytes, sha256}``.
 
     Raises:
         VerificationError: The count or the checksum differs from what is expected, or the file is damaged.
     """
+    if fmt == "imagefolder":
+        files = _folder_files(path)
+        if expected is not None and len(files) != expected:
+            raise VerificationError(f"{path}: {len(files)} image files, expected {expected}")
+        listing = hashlib.sha256("".join(f"{m.path[len(path) :]}:{m.size_in_bytes}\n" for m in files).encode())
+        digest = listing.hexdigest()  # of names and sizes: cheap, and catches a missing or replaced file
+        if sha256 is not None and digest != sha256:
+            raise VerificationError(f"{path}: the files differ from the manifest")
+        return {"records": len(files), "bytes": sum(m.size_in_bytes for m in files), "sha256": digest}
+    counters = {"tfrecord": count_tfrecords, "parquet": count_parquet, "webdataset": count_webdataset}
     try:
-        records = count_tfrecords(path) if fmt == "tfrecord" else count_parquet(path)
+        records = counters[fmt](path)
     except VerificationError:
         raise
     except Exception as e:  # a damaged Parquet footer, a missing file

@@ -7,7 +7,11 @@ TFRecord framing (as TensorFlow writes it)::
 
 from __future__ import annotations
 
+import io
+import json
+import posixpath
 import struct
+import tarfile
 from typing import Any
 
 import google_crc32c
@@ -91,4 +95,88 @@ class ParquetShardWriter:
 
 
 WRITERS = {"tfrecord": TFRecordShardWriter, "parquet": ParquetShardWriter}
+FORMATS = tuple(WRITERS)
+
+
+def flat_name(record: dict[str, Any]) -> str:
+    """A file-name-safe, unique stem for one record: source key without its extension, plus the copy index."""
+    key = record["source_key"]
+    parts = key.split("/", 1)
+    # The class folder is already the parent directory in exports; keep the rest of the key's path.
+    rest = parts[1] if len(parts) == 2 and parts[0] == record["label_name"] else key
+    stem = posixpath.splitext(rest)[0] if "#" not in rest else rest
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem.replace("/", "__").replace("#", "_"))
+    return f"{safe}_{record['copy_index']}"
+
+
+def _extension(image: bytes) -> str:
+    if image[:3] == b"\xff\xd8\xff":
+        return "jpg"
+    if image[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    return "webp" if image[8:12] == b"WEBP" else "bin"
+
+
+class WebDatasetShardWriter:
+    """Writes records as a WebDataset tar shard: ``<stem>.jpg|png`` + ``<stem>.cls`` + ``<stem>.json``."""
+
+    suffix = "tar"
+
+    def __init__(self, path: str, schema: pa.Schema | None = None):
+        self.path = path
+        self._file = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        self._tar = tarfile.open(fileobj=self._file, mode="w|", format=tarfile.PAX_FORMAT)
+        self.num_bytes = 0
+
+    def _add(self, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mtime = 0  # deterministic archives
+        self._tar.addfile(info, io.BytesIO(data))
+        self.num_bytes += 512 + len(data)
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Appends one sample (three members)."""
+        stem = flat_name(record)
+        meta = {k: record[k] for k in ("label", "label_name", "source_key", "copy_index", "height", "width")}
+        meta["recipe"] = json.loads(record["recipe"]) if record["recipe"] else None
+        self._add(f"{stem}.{_extension(record['image'])}", record["image"])
+        self._add(f"{stem}.cls", str(record["label"]).encode())
+        self._add(f"{stem}.json", json.dumps(meta, sort_keys=True).encode())
+
+    def close(self) -> None:
+        """Writes the end-of-archive blocks and closes the file."""
+        self._tar.close()
+        self._file.close()
+
+
+class ImageFolderWriter:
+    """Exports records as files ``images/<split>/<class>/<source>_<copy>.<ext>`` (what ``save_to_dir`` users want).
+
+    Names are a pure function of the record, so a retried bundle rewrites the same files with the same bytes;
+    they are written straight into the staging directory (``<staging>/.tmp/...`` -> ``<staging>/images``).
+    """
+
+    suffix = "imagefolder"
+
+    def __init__(self, path: str, schema: pa.Schema | None = None):
+        self.path = path
+        staging = path.rsplit("/.tmp/", 1)[0]
+        split = posixpath.basename(path).split("-imagefolder-", 1)[0]
+        self._root = FileSystems.join(staging, "images", split)
+        self.num_bytes = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Writes one image file."""
+        name = f"{flat_name(record)}.{_extension(record['image'])}"
+        with FileSystems.create(FileSystems.join(self._root, record["label_name"], name)) as f:
+            f.write(record["image"])
+        self.num_bytes += len(record["image"])
+
+    def close(self) -> None:
+        """Nothing to close: every image is its own file."""
+
+
+WRITERS["webdataset"] = WebDatasetShardWriter
+WRITERS["imagefolder"] = ImageFolderWriter
 FORMATS = tuple(WRITERS)
