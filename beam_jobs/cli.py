@@ -298,7 +298,8 @@ def _datasets() -> int:
     for name, text in sorted(GENERATED.items()):
         print(f"{name:10s} {text} (generated, offline)")
     for name, spec in sorted(DATASETS.items()):
-        print(f"{name:10s} {spec.description} ({spec.size / 1e6:,.0f} MB download, sha256 pinned)")
+        size = f"{spec.size / 1e6:,.0f} MB download, " if spec.size else ""
+        print(f"{name:10s} {spec.description} ({size}sha256 pinned)")
     return 0
 
 

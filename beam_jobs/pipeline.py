@@ -59,6 +59,7 @@ class JobPlan:
     policy: dict[str, Any] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     root: str = ""
+    split_map: dict[str, str] = field(default_factory=dict)
 
     @property
     def records_per_image(self) -> int:
@@ -147,8 +148,12 @@ def plan_job(config: JobConfig) -> JobPlan:
     if config.source and fmt not in ("imagefolder",) and not (fmt == "tar" and config.source_format is None):
         return _plan_records(config, fmt)
     source = resolve(config.dataset, config.source, config.sha256, cache_dir)
-    prefix, license_bytes = "", None
-    if source.kind == "archive":
+    prefix, license_bytes, split_map = "", None, {}
+    if source.kind == "archive" and source.labels != "folders":
+        from beam_jobs.sources.oxford import list_oxford
+
+        listing, prefix, split_map = list_oxford(source.path, source.labels, source.extras or {})
+    elif source.kind == "archive":
         listing, prefix, license_bytes = list_archive(source.path)
     else:
         listing = list_folder(source.path)
@@ -159,7 +164,9 @@ def plan_job(config: JobConfig) -> JobPlan:
     # Validated again here for configs built in Python; per-class rules must name classes that exist.
     Policy.from_config(config.policy).check_classes(listing.class_names)
     name = config.name or dataset_name(source.name)
-    return JobPlan(config, source, listing, prefix, license_bytes, name, config.policy)
+    plan = JobPlan(config, source, listing, prefix, license_bytes, name, config.policy)
+    plan.split_map = {k: v for k, v in split_map.items() if not config.splits}
+    return plan
 
 
 def staging_dir(output: str, run_id: str) -> str:
@@ -206,7 +213,8 @@ def build_pipeline(
     run_id = run_id or uuid.uuid4().hex[:12]
     # Sources of TFDS / HF inputs keep the split their shard names give, unless --splits reassigns them.
     input_splits = plan.source.kind in ("tfrecord", "parquet") and not c.splits
-    split_args = {"splits": c.splits, "split": c.split, "augment_split": c.split, "input_splits": input_splits}
+    split_args = {"splits": c.splits, "split": c.split, "augment_split": c.split, "input_splits": input_splits,
+                  "split_map": plan.split_map or None}  # fmt: skip
     staging = staging_dir(c.output, run_id)
     temp_dir = FileSystems.join(staging, ".tmp")
     if plan.source.kind in ("folder", "archive", "list"):
@@ -234,7 +242,7 @@ def build_pipeline(
     expanded = outputs.records
     if reuse and reuse_from:
         reused = outputs.reused | "ReuseRecords" >> ReuseRecords(
-            reuse_from.rstrip("/") + "/*.parquet-*", (c.splits, c.split, input_splits)
+            reuse_from.rstrip("/") + "/*.parquet-*", (c.splits, c.split, input_splits, plan.split_map or None)
         )
         expanded = (expanded, reused) | "AllRecords" >> beam.Flatten()
     streams = {"records": expanded, "dead_letter": outputs.dead_letter, "source_info": outputs.source_info}
@@ -253,7 +261,9 @@ def build_pipeline(
             "run_id": run_id,
             "max_bad_fraction": c.max_bad_fraction,
             "name": plan.name,
-            "splits": [n for n, _ in c.splits] if c.splits else [c.split],
+            "splits": [n for n, _ in c.splits]
+            if c.splits
+            else [s for s in ("train", "validation", "test") if s in set(plan.split_map.values())] or [c.split],
             "formats": c.formats,
             "class_names": plan.listing.class_names,
             "image_format": c.image_format,

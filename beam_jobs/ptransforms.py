@@ -43,7 +43,7 @@ class ReadImages(beam.PTransform):
         if self._kind == "folder":
             items = pbegin | "ListedImages" >> beam.Create(self._images, reshuffle=False).with_output_types(Any)
         else:
-            selected = {s.key: (s.label, s.label_name) for s in self._images}
+            selected = {s.key: (s.label, s.label_name, s.error) for s in self._images}
             items = (
                 pbegin
                 | "Archive" >> beam.Create([self._archive_path], reshuffle=False)

@@ -154,3 +154,63 @@ def test_shapes_is_generated_deterministically(tmp_path):
     assert len(files) == 300 and len({f.parts[0] for f in files}) == 6
     assert all((Path(a.path) / f).read_bytes() == (Path(b.path) / f).read_bytes() for f in files[::37])
     assert not os.listdir(tmp_path / "a") == []
+
+
+def _oxford_archive(path, numbers, top="jpg"):
+    from tests.fixtures import encode, photo_like
+
+    with tarfile.open(path, "w:gz") as tar:
+        for n in numbers:
+            data = encode(photo_like(__import__("numpy").random.default_rng(n), 24, 32), "JPEG")
+            info = tarfile.TarInfo(f"{top}/image_{n:04d}.jpg")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_flowers17_labels_come_from_the_image_number(tmp_path, cache_dir, monkeypatch):
+    from tests.test_pipeline_e2e import read_tfrecords, run
+
+    www = tmp_path / "www"
+    www.mkdir()
+    tgz = _oxford_archive(www / "17flowers.tgz", [1, 80, 81, 1360])
+    with _Server(www) as server:
+        spec = RemoteDataset(server.url("17flowers.tgz"), "17flowers.tgz", None,
+                             hashlib.sha256(tgz.read_bytes()).hexdigest(), "d", "h", labels="flowers17")  # fmt: skip
+        monkeypatch.setitem(datasets.DATASETS, "flowers17", spec)
+        manifest = run(tmp_path / "out", dataset="flowers17", copies=1, cache_dir=str(cache_dir))
+    labels = {r["source_key"]: r["label_name"] for r in read_tfrecords(tmp_path / "out")}
+    assert labels == {"image_0001.jpg": "daffodil", "image_0080.jpg": "daffodil", "image_0081.jpg": "snowdrop",
+                      "image_1360.jpg": "pansy"}  # fmt: skip
+    assert len(manifest["class_names"]) == 17
+
+
+def test_flowers102_labels_and_official_splits_from_mat_files(tmp_path, cache_dir, monkeypatch):
+    scipy_io = pytest.importorskip("scipy.io")
+    from tests.test_pipeline_e2e import read_tfrecords, run
+
+    www = tmp_path / "www"
+    www.mkdir()
+    tgz = _oxford_archive(www / "102flowers.tgz", [1, 2, 3, 4])
+    scipy_io.savemat(www / "imagelabels.mat", {"labels": [[77, 1, 102, 77]]})
+    scipy_io.savemat(www / "setid.mat", {"trnid": [[1, 3]], "valid": [[2]], "tstid": [[4]]}, do_compression=True)
+    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    with _Server(www) as server:
+        extras = tuple((n, server.url(n), (www / n).stat().st_size, digest(www / n))
+                       for n in ("imagelabels.mat", "setid.mat"))  # fmt: skip
+        spec = RemoteDataset(server.url("102flowers.tgz"), "102flowers.tgz", tgz.stat().st_size, digest(tgz), "d",
+                             "h", labels="flowers102", extras=extras)  # fmt: skip
+        monkeypatch.setitem(datasets.DATASETS, "flowers102", spec)
+        manifest = run(tmp_path / "out", dataset="flowers102", copies=2, cache_dir=str(cache_dir))
+    rows = read_tfrecords(tmp_path / "out")
+    names = manifest["class_names"]
+    assert len(names) == 102 and names[0] == "pink primrose"
+    by_key = {}
+    for r in rows:
+        by_key.setdefault(r["source_key"], []).append(r)
+    assert by_key["image_0001.jpg"][0]["label_name"] == names[76] and by_key["image_0003.jpg"][0]["label"] == 101
+    assert manifest["counts"]["per_split"] == {
+        "train": {"images_ok": 2, "records_out": 4},  # augmented
+        "validation": {"images_ok": 1, "records_out": 1},  # originals only
+        "test": {"images_ok": 1, "records_out": 1},
+    }

@@ -38,10 +38,12 @@ def split_from_key(key: str) -> str | None:
     return match.group(1) if match else None
 
 
-def split_of(key: str, splits, default: str, input_splits: bool) -> str:
-    """The split of a source: from ``--splits`` by key hash, from an input shard's name, or the default."""
+def split_of(key: str, splits, default: str, input_splits: bool, split_map: dict | None = None) -> str:
+    """The split of a source: by ``--splits`` key hash, official split, input shard name, or the default."""
     if splits:
         return assign_split(key, [tuple(s) for s in splits], default)
+    if split_map and key in split_map:
+        return split_map[key]
     if input_splits:
         return split_from_key(key) or default
     return default
@@ -154,6 +156,7 @@ class ExpandFn(beam.DoFn):
         split: The split of every source when ``splits`` is None and the input has none.
         augment_split: The split that is augmented; every other split is written unaugmented.
         input_splits: Take each source's split from its key (TFDS / HF shard names), when ``splits`` is None.
+        split_map: Key -> split from the dataset itself (e.g. flowers102's official split).
     """
 
     def __init__(
@@ -171,7 +174,9 @@ class ExpandFn(beam.DoFn):
         split: str = "train",
         augment_split: str = "train",
         input_splits: bool = False,
+        split_map: dict[str, str] | None = None,
     ):
+        self._split_map = split_map
         self._splits = [tuple(s) for s in splits] if splits else None
         self._split = split
         self._augment_split = augment_split
@@ -218,7 +223,7 @@ class ExpandFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(REUSED, source.key)
             yield beam.pvalue.TaggedOutput(SOURCE_INFO, {"key": source.key, "sha256": digest, "reused": True})
             return
-        split = split_of(source.key, self._splits, self._split, self._input_splits)
+        split = split_of(source.key, self._splits, self._split, self._input_splits, self._split_map)
         try:
             records = expand_image(
                 data,
@@ -234,7 +239,7 @@ class ExpandFn(beam.DoFn):
                 quality=self._quality,
                 class_names=self._class_names,
                 split=split,
-                augment=(split == self._augment_split) or not (self._splits or self._input_splits),
+                augment=(split == self._augment_split) or not (self._splits or self._input_splits or self._split_map),
             )
         except DecodeError as e:
             self._dead.inc()

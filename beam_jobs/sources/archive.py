@@ -131,7 +131,7 @@ class ReadArchiveFn(beam.DoFn):
 
     Args:
         prefix: Root folder inside the archive (``flower_photos/``), stripped from keys.
-        selected: Key -> (label, label_name) of the members to emit.
+        selected: Key -> (label, label_name[, error]) of the members to emit.
     """
 
     def __init__(self, prefix: str, selected: dict[str, tuple[int, str]]):
@@ -153,11 +153,11 @@ class ReadArchiveFn(beam.DoFn):
                 if key not in self._selected or key in emitted:
                     continue
                 emitted.add(key)
-                label, label_name = self._selected[key]
-                error = "too_large" if member.size > MAX_MEMBER_BYTES else None
+                label, label_name, *known = self._selected[key]
+                error = (known[0] if known else None) or ("too_large" if member.size > MAX_MEMBER_BYTES else None)
                 yield SourceImage(key=key, label=label, label_name=label_name, data=data or b"", error=error)
         except ARCHIVE_ERRORS:
             pass
         for key in sorted(set(self._selected) - emitted):
-            label, label_name = self._selected[key]
+            label, label_name, *_ = self._selected[key]
             yield SourceImage(key=key, label=label, label_name=label_name, error="archive_damaged")

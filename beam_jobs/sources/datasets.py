@@ -22,14 +22,21 @@ from beam_jobs.sources.download import fetch
 
 @dataclass(frozen=True)
 class RemoteDataset:
-    """A dataset published as one archive at a fixed URL, pinned by size and sha256."""
+    """A dataset published as an archive at a fixed URL, pinned by sha256 (and size where published).
+
+    Attributes:
+        labels: ``folders`` (class sub-folders) or the name of a labeller in ``beam_jobs.sources.oxford``.
+        extras: Further files ``(filename, url, size, sha256)`` downloaded and verified beside the archive.
+    """
 
     url: str
     filename: str
-    size: int
+    size: int | None
     sha256: str
     description: str
     homepage: str
+    labels: str = "folders"
+    extras: tuple[tuple[str, str, int | None, str], ...] = ()
 
 
 DATASETS: dict[str, RemoteDataset] = {
@@ -42,7 +49,32 @@ DATASETS: dict[str, RemoteDataset] = {
         description="tf_flowers: 3,670 photos of 5 flower classes (CC BY 2.0, photographer credits in LICENSE.txt).",
         homepage="https://www.tensorflow.org/tutorials/load_data/images",
     ),
-}
+    "flowers17": RemoteDataset(
+        url="https://www.robots.ox.ac.uk/~vgg/data/flowers/17/17flowers.tgz",
+        filename="17flowers.tgz",
+        size=None,  # not published; the sha256 pins the content
+        sha256="fe38a60f8b4a95e657551247d3e7d799a3fafcdbc595be504b12839967823d70",
+        description="Oxford 17 Category Flowers: 1,360 photos, 80 per class (Nilsback & Zisserman 2006).",
+        homepage="https://www.robots.ox.ac.uk/~vgg/data/flowers/17/",
+        labels="flowers17",
+    ),
+    "flowers102": RemoteDataset(
+        url="https://www.robots.ox.ac.uk/~vgg/data/flowers/102/102flowers.tgz",
+        filename="102flowers.tgz",
+        # Sizes and sha256 as pinned by tensorflow-datasets (datasets/oxford_flowers102/checksums.tsv).
+        size=344_862_509,
+        sha256="2d01ecc807db462958cfe3d92f57a8c252b4abd240eb955770201e45f783b246",
+        description="Oxford 102 Category Flowers: 8,189 photos with the official train/validation/test split.",
+        homepage="https://www.robots.ox.ac.uk/~vgg/data/flowers/102/",
+        labels="flowers102",
+        extras=(
+            ("imagelabels.mat", "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/imagelabels.mat", 502,
+             "4903e94206bac23bf772aadf06451916df56b58fc483a62db32a97b82656651d"),
+            ("setid.mat", "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/setid.mat", 14_989,
+             "46b8678f91fd95d3c8f4feab80d271a6c834a1dd896fe29fd3e6ad9ce5c8dccd"),
+        ),
+    ),
+}  # fmt: skip
 GENERATED = {"shapes": shapes.DESCRIPTION}
 DATASET_NAMES = tuple(sorted([*DATASETS, *GENERATED]))
 URL_SCHEMES = ("http://", "https://", "file://")
@@ -70,6 +102,8 @@ class ResolvedSource:
     name: str
     description: str
     license_path: str | None = None
+    labels: str = "folders"
+    extras: dict | None = None
 
 
 def _basename(path: str) -> str:
@@ -109,8 +143,10 @@ def resolve(dataset: str | None, source: str | None, sha256: str | None, cache_d
         raise UserError(f"give --dataset ({', '.join(DATASET_NAMES)}) or --source <folder|archive|URL>")
     if dataset in DATASETS and not source:
         spec = DATASETS[dataset]
-        path = fetch(spec.url, os.path.join(cache_dir, "downloads"), spec.filename, spec.sha256, spec.size, hint=hint)
-        return ResolvedSource("archive", path, dataset, spec.description)
+        downloads = os.path.join(cache_dir, "downloads")
+        path = fetch(spec.url, downloads, spec.filename, spec.sha256, spec.size, hint=hint)
+        extras = {name: fetch(url, downloads, name, sha, size, hint=hint) for name, url, size, sha in spec.extras}
+        return ResolvedSource("archive", path, dataset, spec.description, labels=spec.labels, extras=extras)
     assert source is not None
     path = _local_or_remote(source, sha256, cache_dir, hint)
     if sha256 and not source.startswith(URL_SCHEMES):
@@ -123,6 +159,15 @@ def resolve(dataset: str | None, source: str | None, sha256: str | None, cache_d
     name = dataset or _basename(source)
     description = DATASETS[dataset].description if dataset in DATASETS else f"Expanded from {_basename(source)}."
     if is_archive(path):
+        spec = DATASETS.get(dataset) if dataset else None
+        if spec is not None and spec.labels != "folders":
+            # Label files sit beside a local copy of the archive (as the official site lays them out).
+            base = os.path.dirname(path)
+            extras = {n: os.path.join(base, n) for n, *_ in spec.extras}
+            missing = [p for p in extras.values() if not os.path.exists(p)]
+            if missing:
+                raise UserError(f"--dataset {dataset} with a local --source needs {', '.join(missing)} beside it")
+            return ResolvedSource("archive", path, name, description, labels=spec.labels, extras=extras)
         return ResolvedSource("archive", path, name, description)
     license_path = None
     for candidate in LICENSE_NAMES:
