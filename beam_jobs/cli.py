@@ -151,6 +151,7 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     outp.add_argument("--image-format", default="jpeg", help="jpeg (default), png or webp (parquet only)")
     outp.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
     outp.add_argument("--max-shard-mb", type=int, default=256, help="roll shard files over at this size")
+    outp.add_argument("--records-per-shard", type=int, help="roll shard files over at this many records")
     outp.add_argument("--dry-run", action="store_true", help="print images per class and estimates, then stop")
     outp.add_argument("--refresh", action="store_true", help="versioned outputs + LATEST pointer (scheduled jobs)")
     outp.add_argument("--incremental", action="store_true", help="with --refresh: expand only new/changed images")
@@ -289,6 +290,7 @@ def config_from_args(ns: argparse.Namespace):
         label_key=ns.label_key,
         image_shape=_shape(ns.image_shape),
         splits=ns.splits,
+        records_per_shard=ns.records_per_shard,
     )
 
 

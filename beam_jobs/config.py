@@ -37,6 +37,7 @@ class JobConfig:
         dry_run: List, estimate and stop.
         overwrite: Allow a non-empty output directory (its contents are replaced).
         max_shard_mb: Roll shard files over at this size.
+        records_per_shard: Roll shard files over at this many records (whichever limit comes first).
         cache_dir: Download and generated-dataset cache.
         progress: Show a progress line on local runs.
         max_bad_fraction: Fail (publishing nothing) when dead letters / inputs exceed this fraction.
@@ -65,12 +66,13 @@ class JobConfig:
     image_size: tuple[int, int] | None = None
     image_format: str = "jpeg"
     quality: int = 95
-    formats: tuple[str, ...] = FORMATS
+    formats: tuple[str, ...] = ("tfrecord", "parquet")
     limit: int | None = None
     classes: tuple[str, ...] | None = None
     dry_run: bool = False
     overwrite: bool = False
     max_shard_mb: int = 256
+    records_per_shard: int | None = None
     cache_dir: str | None = None
     progress: bool = True
     max_bad_fraction: float | None = None
@@ -132,6 +134,8 @@ class JobConfig:
             raise UserError("--incremental works with --refresh (it reuses the current version's records)")
         if self.keep_versions < 1:
             raise UserError(f"--keep-versions must be >= 1, got {self.keep_versions}")
+        if self.records_per_shard is not None and self.records_per_shard < 1:
+            raise UserError(f"--records-per-shard must be >= 1, got {self.records_per_shard}")
         if self.max_shard_mb < 1:
             raise UserError(f"--max-shard-mb must be >= 1, got {self.max_shard_mb}")
         if self.name is not None and not _NAME.match(self.name):

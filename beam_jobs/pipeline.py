@@ -252,6 +252,7 @@ def build_pipeline(
             "formats": c.formats,
             "class_names": plan.listing.class_names,
             "max_shard_bytes": c.max_shard_mb * 1024 * 1024,
+            "max_shard_records": c.records_per_shard,
             "progress_dir": progress_dir,
         },
         finalize_args={
@@ -274,8 +275,8 @@ def build_pipeline(
 
 
 _OUR_FILES = re.compile(
-    r"^(.+\.(tfrecord|parquet)-\d{5}-of-\d{5}|.+-\d{5}-of-\d{5}\.tar|dataset_info\.json|features\.json|label\.labels\.txt|"
-    r"beam_expand\.json|dead_letter\.jsonl|LICENSE\.txt|_SUCCESS|images)$"
+    r"^(README\.md|.+\.(tfrecord|parquet)-\d{5}-of-\d{5}|.+-\d{5}-of-\d{5}\.tar|dataset_info\.json|features\.json|label\.labels\.txt|"
+    r"beam_expand\.json|dead_letter\.jsonl|LICENSE\.txt|_SUCCESS|images|data)$"
 )
 
 

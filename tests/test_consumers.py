@@ -129,3 +129,11 @@ def test_webdataset_and_image_folder_exports(image_folder, tmp_path):
     assert main(["run", "--source", str(out / "images" / "train"), "--output", str(again), "--copies", "1",
                  "--no-progress"]) == 0  # fmt: skip
     assert len(read_tfrecords(again)) == 24
+
+
+def test_hugging_face_loads_the_directory_without_data_files(split_dataset):
+    datasets = pytest.importorskip("datasets")
+    _, out, manifest = split_dataset
+    ds = datasets.load_dataset(str(out))
+    assert set(ds) == {"train", "validation"}
+    assert ds["validation"].num_rows == manifest["counts"]["per_split"]["validation"]["records_out"]

@@ -164,6 +164,15 @@ def test_limit_classes_resize_and_shard_rollover(image_folder, tmp_path, cache_d
     assert all(json.loads(r["recipe"])[1]["op"] == "resize" for r in rows)
 
 
+def test_records_per_shard(image_folder, tmp_path, cache_dir):
+    out = tmp_path / "out"
+    manifest = run(out, source=str(image_folder), copies=2, records_per_shard=6, cache_dir=str(cache_dir))
+    lengths = [s["records"] for s in manifest["shards"]["tfrecord"]]
+    assert sum(lengths) == 24 and len(lengths) == 4 and max(lengths) == 6  # 3 sources x 2 copies per shard
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert [int(n) for n in info["splits"][0]["shardLengths"]] == lengths
+
+
 def test_flowers_mini_real_photos(flowers_mini, tmp_path, cache_dir):
     out = tmp_path / "out"
     manifest = run(out, source=str(flowers_mini), copies=2, include_original=True, cache_dir=str(cache_dir))

@@ -14,6 +14,10 @@ from beam_jobs.sinks.publish import VerificationError, clean_stale, verify_shard
 from tests.fixtures import make_folder
 
 
+def snapshot(out):
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
 def _run(src, out, *extra):
     return main(["run", "--source", str(src), "--output", str(out), "--copies", "2", "--no-progress", *extra])
 
@@ -47,13 +51,13 @@ def test_verify_shard_catches_truncation(image_folder, tmp_path):
 def test_too_many_bad_inputs_fail_the_job_and_leave_the_published_dataset(capsys, image_folder, tmp_path):
     out = tmp_path / "out"
     assert _run(image_folder, out) == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = snapshot(out)
     for i in range(3):
         (image_folder / "cats" / f"bad{i}.jpg").write_bytes(b"garbage")
     capsys.readouterr()
     assert _run(image_folder, out, "--overwrite", "--max-bad-fraction", "0.1") == 1
     assert "over --max-bad-fraction 0.1; nothing was published" in capsys.readouterr().err
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert snapshot(out) == before
     assert not list(tmp_path.glob("out.staging-*"))
     assert _run(image_folder, out, "--overwrite", "--max-bad-fraction", "0.25") == 0  # 3 of 15 = 20%
 
@@ -62,7 +66,7 @@ def test_a_killed_run_leaves_the_published_dataset_and_a_rerun_completes(tmp_pat
     src = make_folder(tmp_path / "src", per_class=40, size=(160, 200))
     out = tmp_path / "out"
     assert _run(src, out, "--copies", "1") == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = snapshot(out)
     cmd = [sys.executable, "-m", "beam_jobs.cli", "run", "--source", str(src), "--output", str(out), "--copies",
            "6", "--overwrite", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -74,7 +78,7 @@ def test_a_killed_run_leaves_the_published_dataset_and_a_rerun_completes(tmp_pat
     assert staging is not None, proc.communicate()[0][-2000:]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+    assert snapshot(out) == before  # untouched
     assert not list(out.glob(".*"))  # no partial shards where readers look
     assert clean_stale(str(out), max_age=0) and not list(tmp_path.glob("out.staging-*"))
     assert _run(src, out, "--copies", "6", "--overwrite") == 0

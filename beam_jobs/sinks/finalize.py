@@ -44,6 +44,25 @@ def shard_name(name: str, split: str, fmt: str, index: int, count: int) -> str:
     return f"{name}-{split}.{fmt}-{index:05d}-of-{count:05d}"
 
 
+def dataset_card(name: str, splits: list[str], class_names: list[str], manifest: dict[str, Any]) -> str:
+    """A Hugging Face dataset card whose ``configs`` front matter maps splits to the Parquet shards.
+
+    With it, ``datasets.load_dataset(OUT)`` loads every split without ``data_files``.
+    """
+    files = "".join(f'  - split: {s}\n    path: "data/{s}-*.parquet"\n' for s in splits)
+    names = ", ".join(class_names[:10]) + (", ..." if len(class_names) > 10 else "")
+    return (
+        "---\nconfigs:\n- config_name: default\n  data_files:\n"
+        + files.replace("\n  - ", "\n  - ", -1)
+        + "---\n\n"
+        + f"# {name}\n\n{manifest.get('description', '')}\n\n"
+        + f"Written by beam-expand: {manifest.get('copies')} augmented copies per training image"
+        + (" plus the original" if manifest.get("include_original") else "")
+        + f", seed {manifest.get('seed')}. Classes ({len(class_names)}): {names}. "
+        + "Every record carries its `recipe`; see `beam_expand.json` for counts, policy and versions.\n"
+    )
+
+
 def write_text(path: str, text: str) -> None:
     """Writes a UTF-8 text file on any Beam filesystem."""
     with FileSystems.create(path) as f:
@@ -132,6 +151,25 @@ class FinalizeFn(beam.DoFn):
             for t, r in zip(targets, kept, strict=True)
         ]
 
+    def _hf_layout(self, parquet_shards: list[dict[str, Any]]) -> None:
+        """Adds ``data/<split>-NNNNN-of-NNNNN.parquet`` (Hugging Face's layout) pointing at the Parquet shards.
+
+        Symlinks on a local disk (no second copy); copies elsewhere.
+        """
+        by_split: dict[str, list[str]] = {}
+        for shard in parquet_shards:
+            by_split.setdefault(shard["split"], []).append(shard["file"])
+        for split, files in by_split.items():
+            for i, file in enumerate(files):
+                link = self._path(f"data/{split}-{i:05d}-of-{len(files):05d}.parquet")
+                if FileSystems.get_scheme(link) in (None, "file"):
+                    import os
+
+                    os.makedirs(os.path.dirname(link), exist_ok=True)
+                    os.symlink(os.path.join("..", file), link)
+                else:
+                    FileSystems.copy([self._path(file)], [link])
+
     def process(self, _unused, reports: list[ShardReport], dead_letters: list[dict], source_info: list[dict] = ()):
         """Checks the bad share, stages and verifies shards and metadata, publishes; yields the manifest."""
         images_in_total = sum(self._manifest["listing"]["per_class"].values())
@@ -166,6 +204,9 @@ class FinalizeFn(beam.DoFn):
             write_text(self._path("features.json"), json.dumps(features, indent=2) + "\n")
         if self._license is not None:
             write_bytes(self._path("LICENSE.txt"), self._license)
+        if "parquet" in self._formats:
+            self._hf_layout(shards["parquet"])
+            write_text(self._path("README.md"), dataset_card(self._name, splits, self._class_names, self._manifest))
 
         manifest = dict(self._manifest)
         images_in = manifest["listing"]["per_class"]

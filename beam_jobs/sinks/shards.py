@@ -70,6 +70,7 @@ class WriteShardsFn(beam.DoFn):
         class_names: Class names in label order (for the Parquet schema metadata).
         max_shard_bytes: Roll over to a new file after this many bytes.
         progress_dir: Local directory where counts are dropped for the launcher's progress line, or None.
+        max_shard_records: Roll over to a new file after this many records (between sources), or None.
     """
 
     def __init__(
@@ -79,7 +80,9 @@ class WriteShardsFn(beam.DoFn):
         class_names: list[str],
         max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
         progress_dir: str | None = None,
+        max_shard_records: int | None = None,
     ):
+        self._max_shard_records = max_shard_records
         self._temp_dir = temp_dir
         self._formats = tuple(formats)
         self._class_names = list(class_names)
@@ -150,7 +153,9 @@ class WriteShardsFn(beam.DoFn):
 
     def _roll_over_full(self) -> None:
         for key in list(self._open):
-            if self._open[key].writer.num_bytes >= self._max_shard_bytes:
+            shard = self._open[key]
+            full_records = self._max_shard_records is not None and shard.records >= self._max_shard_records
+            if shard.writer.num_bytes >= self._max_shard_bytes or full_records:
                 self._close(key)
 
     def _report_progress(self, force: bool) -> None:
