@@ -37,48 +37,59 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def count_tfrecords(path: str) -> int:
+def count_tfrecords(path: str, data: bytes | None = None) -> int:
     """Walks a TFRecord file, checking every length and data CRC; returns the number of records.
+
+    Args:
+        path: The file (named in errors; read when ``data`` is None).
+        data: The file's bytes, if already read.
 
     Raises:
         VerificationError: A truncated record or a CRC mismatch, with the record's offset.
     """
-    n = 0
-    offset = 0
-    with FileSystems.open(path) as f:
-        while True:
-            header = f.read(12)
-            if not header:
-                return n
-            if len(header) < 12:
-                raise VerificationError(f"{path}: truncated record header at byte {offset}")
-            (length,) = struct.unpack("<Q", header[:8])
-            (length_crc,) = struct.unpack("<I", header[8:])
-            if _masked_crc(header[:8]) != length_crc:
-                raise VerificationError(f"{path}: bad length CRC at byte {offset}")
-            body = f.read(length + 4)
-            if len(body) < length + 4:
-                raise VerificationError(f"{path}: truncated record at byte {offset}")
-            (data_crc,) = struct.unpack("<I", body[length:])
-            if _masked_crc(body[:length]) != data_crc:
-                raise VerificationError(f"{path}: bad data CRC at byte {offset}")
-            n += 1
-            offset += 12 + length + 4
+    if data is None:
+        with FileSystems.open(path) as f:
+            data = f.read()
+    n = offset = 0
+    while offset < len(data):
+        if offset + 12 > len(data):
+            raise VerificationError(f"{path}: truncated record header at byte {offset}")
+        (length,) = struct.unpack_from("<Q", data, offset)
+        (length_crc,) = struct.unpack_from("<I", data, offset + 8)
+        if _masked_crc(data[offset : offset + 8]) != length_crc:
+            raise VerificationError(f"{path}: bad length CRC at byte {offset}")
+        end = offset + 12 + length
+        if end + 4 > len(data):
+            raise VerificationError(f"{path}: truncated record at byte {offset}")
+        (data_crc,) = struct.unpack_from("<I", data, end)
+        if _masked_crc(data[offset + 12 : end]) != data_crc:
+            raise VerificationError(f"{path}: bad data CRC at byte {offset}")
+        n += 1
+        offset = end + 4
+    return n
 
 
-def count_parquet(path: str) -> int:
+def count_parquet(path: str, data: bytes | None = None) -> int:
     """Returns the number of rows a Parquet file's footer declares (reading the footer checks it is whole)."""
+    import io
+
     import pyarrow.parquet as pq
 
-    with FileSystems.open(path) as f:
-        return pq.ParquetFile(f).metadata.num_rows
+    if data is None:
+        with FileSystems.open(path) as f:
+            data = f.read()
+    return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
 
 
-def count_webdataset(path: str) -> int:
+def count_webdataset(path: str, data: bytes | None = None) -> int:
     """Returns the number of samples (``.cls`` members) in a WebDataset tar shard."""
+    import io
     import tarfile
 
-    with FileSystems.open(path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+    if data is None:
+        with FileSystems.open(path) as f:
+            data = f.read()
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tar:
         return sum(1 for m in tar if m.name.endswith(".cls"))
 
 
@@ -105,18 +116,19 @@ def verify_shard(path: str, fmt: str, expected: int | None = None, sha256: str |
         return {"records": len(files), "bytes": sum(m.size_in_bytes for m in files), "sha256": digest}
     counters = {"tfrecord": count_tfrecords, "parquet": count_parquet, "webdataset": count_webdataset}
     try:
-        records = counters[fmt](path)
+        with FileSystems.open(path) as f:
+            data = f.read()  # one read serves the count, the CRCs and the sha256
+        records = counters[fmt](path, data)
     except VerificationError:
         raise
     except Exception as e:  # a damaged Parquet footer, a missing file
         raise VerificationError(f"{path}: {type(e).__name__}: {e}") from None
     if expected is not None and records != expected:
         raise VerificationError(f"{path}: {records} records, expected {expected}")
-    digest = sha256_file(path)
+    digest = hashlib.sha256(data).hexdigest()
     if sha256 is not None and digest != sha256:
         raise VerificationError(f"{path}: sha256 {digest}, expected {sha256}")
-    size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
-    return {"records": records, "bytes": size, "sha256": digest}
+    return {"records": records, "bytes": len(data), "sha256": digest}
 
 
 def _is_local(path: str) -> bool:
