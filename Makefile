@@ -7,7 +7,9 @@ BIN    := $(VENV)/bin
 DATASET ?= shapes
 SOURCE  ?=
 COPIES  ?= 5
-OUT     ?= out/$(DATASET)
+# SOURCE alone (no DATASET on the command line) is any labelled folder, archive or record file.
+SOURCE_ONLY := $(and $(SOURCE),$(filter file,$(origin DATASET)))
+OUT     ?= out/$(if $(SOURCE_ONLY),$(basename $(notdir $(SOURCE))),$(DATASET))
 SEED    ?= 0
 ARGS    ?=
 
@@ -32,7 +34,7 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 	touch $@
 
 expand: $(VENV)/.runtime
-	$(BIN)/beam-expand run --dataset $(DATASET) $(if $(SOURCE),--source $(SOURCE)) \
+	$(BIN)/beam-expand run $(if $(SOURCE_ONLY),,--dataset $(DATASET)) $(if $(SOURCE),--source $(SOURCE)) \
 	  --copies $(COPIES) --output $(OUT) --seed $(SEED) --overwrite $(ARGS)
 
 test: $(VENV)/.dev
@@ -49,5 +51,5 @@ clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache .ruff_cache
 
 preview: $(VENV)/.runtime
-	$(BIN)/beam-expand preview --dataset $(DATASET) $(if $(SOURCE),--source $(SOURCE)) -n 8 \
+	$(BIN)/beam-expand preview $(if $(SOURCE_ONLY),,--dataset $(DATASET)) $(if $(SOURCE),--source $(SOURCE)) -n 8 \
 	  --out out/preview-$(DATASET).png $(ARGS)
