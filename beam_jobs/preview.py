@@ -64,14 +64,25 @@ def _tile(image: np.ndarray, caption: list[str], font) -> Image.Image:
     tile = Image.new("RGB", (TILE, TILE + 14 * CAPTION_LINES + 4), "white")
     tile.paste(pil, ((TILE - pil.width) // 2, (TILE - pil.height) // 2))
     draw = ImageDraw.Draw(tile)
-    lines = []
-    for text in caption:
-        while text and len(lines) < CAPTION_LINES:
-            cut = len(text)
-            while draw.textlength(text[:cut], font=font) > TILE - 4 and cut > 1:
-                cut -= 1
-            lines.append(text[:cut])
-            text = text[cut:]
+    lines: list[str] = []
+    for text in caption:  # wrap at spaces; a word wider than the tile is cut
+        line = ""
+        for word in text.split(" "):
+            trial = f"{line} {word}".strip()
+            if draw.textlength(trial, font=font) <= TILE - 4:
+                line = trial
+                continue
+            if line:
+                lines.append(line)
+            line = word
+            while draw.textlength(line, font=font) > TILE - 4 and len(line) > 1:
+                cut = len(line)
+                while draw.textlength(line[:cut], font=font) > TILE - 4 and cut > 1:
+                    cut -= 1
+                lines.append(line[:cut])
+                line = line[cut:]
+        if line:
+            lines.append(line)
     for i, line in enumerate(lines[:CAPTION_LINES]):
         draw.text((2, TILE + 2 + 14 * i), line, fill="black", font=font)
     return tile
