@@ -95,6 +95,13 @@ def _splits(text: str) -> tuple[tuple[str, float], ...]:
         ) from None
 
 
+def _class_counts(text: str) -> tuple[tuple[str, int], ...]:
+    try:
+        return tuple((name.strip(), int(k)) for name, k in (part.split("=", 1) for part in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected class=K,... (e.g. daisy=5,roses=20), got {text!r}") from None
+
+
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -122,6 +129,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     job.add_argument("--seed", type=int, default=0, help="job seed; same seed, inputs and versions = same bytes")
     job.add_argument("--policy", help="policy preset, YAML/JSON file or inline mapping (see README)")
     job.add_argument("--image-size", type=_pair(int), help="resize to H,W before augmenting")
+    job.add_argument("--balance", action="store_true", help="bring every class to the largest class's count")
+    job.add_argument("--target-per-class", type=int, help="bring every class to N records")
+    job.add_argument("--copies-per-class", type=_class_counts, help="K per class, e.g. daisy=5,roses=20")
 
     keras = p.add_argument_group("Keras ImageDataGenerator flags (any of these replaces the default policy)")
     keras.add_argument("--rotation-range", type=float, help="degrees")
@@ -291,6 +301,9 @@ def config_from_args(ns: argparse.Namespace):
         image_shape=_shape(ns.image_shape),
         splits=ns.splits,
         records_per_shard=ns.records_per_shard,
+        balance=ns.balance,
+        target_per_class=ns.target_per_class,
+        copies_per_class=ns.copies_per_class,
     )
 
 

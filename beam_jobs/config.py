@@ -51,6 +51,9 @@ class JobConfig:
         image_shape: (H, W, C) of CSV pixel rows.
         splits: ``((name, fraction), ...)`` assigning each source to a split by hashing its key; only the split
             named ``split`` is augmented, the others are written unaugmented.
+        balance: Bring every class to the largest class's record count (``beam_jobs.balance``).
+        target_per_class: Bring every class to this many records.
+        copies_per_class: ``((class, K), ...)`` explicit K per class.
     """
 
     output: str
@@ -84,6 +87,9 @@ class JobConfig:
     label_key: str = "label"
     image_shape: tuple[int, int, int] | None = None
     splits: tuple[tuple[str, float], ...] | None = None
+    balance: bool = False
+    target_per_class: int | None = None
+    copies_per_class: tuple[tuple[str, int], ...] | None = None
 
     def __post_init__(self):
         """Validates every field, naming the flag and the allowed values."""
@@ -130,6 +136,12 @@ class JobConfig:
                 raise UserError(f"--splits fractions must be > 0 and sum to 1, got {dict(self.splits)}")
             if self.split not in names:
                 raise UserError(f"--splits must include the augmented split {self.split!r} (set with --split)")
+        if sum([self.balance, self.target_per_class is not None, bool(self.copies_per_class)]) > 1:
+            raise UserError("give one of --balance, --target-per-class, --copies-per-class")
+        if self.target_per_class is not None and self.target_per_class < 1:
+            raise UserError(f"--target-per-class must be >= 1, got {self.target_per_class}")
+        if self.copies_per_class and any(k < 0 for _, k in self.copies_per_class):
+            raise UserError("--copies-per-class needs class=K with K >= 0")
         if self.incremental and not self.refresh:
             raise UserError("--incremental works with --refresh (it reuses the current version's records)")
         if self.keep_versions < 1:
@@ -153,6 +165,7 @@ class JobConfig:
         d["classes"] = list(self.classes) if self.classes else None
         d["image_shape"] = list(self.image_shape) if self.image_shape else None
         d["splits"] = [list(s) for s in self.splits] if self.splits else None
+        d["copies_per_class"] = dict(self.copies_per_class) if self.copies_per_class else None
         return d
 
 

@@ -52,12 +52,24 @@ def verify(out: str) -> list[str]:
     if c["images_in"] != c["images_ok"] + c["dead_letters"]:
         problems.append(f"images_in {c['images_in']} != images_ok {c['images_ok']} + dead letters {c['dead_letters']}")
     per_image = manifest["copies"] + int(manifest["include_original"])
+    if manifest.get("copies_per_source"):  # a class-balancing plan: K differs per source
+        dead = _dead_keys(out)
+        orig = int(manifest["include_original"])
+        expected = sum(k + orig for key, k in manifest["copies_per_source"].items() if key not in dead)
+        if c["records_out"] != expected:
+            problems.append(f"records_out {c['records_out']} != {expected} planned for the sources that were read")
+        return problems
     augmented = manifest.get("augment_split", manifest.get("split", "train"))
     for split, sc in c.get("per_split", {"": {"images_ok": c["images_ok"], "records_out": c["records_out"]}}).items():
         expected = sc["images_ok"] * (per_image if split in (augmented, "") or len(c.get("per_split", {})) == 1 else 1)
         if sc["records_out"] != expected:
             problems.append(f"split {split or 'all'}: records_out {sc['records_out']} != expected {expected}")
     return problems
+
+
+def _dead_keys(out: str) -> set[str]:
+    with FileSystems.open(FileSystems.join(out, "dead_letter.jsonl")) as f:
+        return {json.loads(line)["source_key"] for line in f.read().decode("utf-8").splitlines() if line.strip()}
 
 
 def info_text(out: str) -> str:

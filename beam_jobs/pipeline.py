@@ -27,7 +27,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from beam_jobs import refresh, summary
+from beam_jobs import balance, refresh, summary
 from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
@@ -60,6 +60,23 @@ class JobPlan:
     files: list[str] = field(default_factory=list)
     root: str = ""
     split_map: dict[str, str] = field(default_factory=dict)
+    copies_per_source: dict[str, int] = field(default_factory=dict)
+    copy_plan: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def plan_copies(self) -> JobPlan:
+        """Fills ``copies_per_source`` and ``copy_plan`` when a balancing option is set; returns self."""
+        c = self.config
+        if c.balance or c.target_per_class is not None or c.copies_per_class:
+            per_class = dict(c.copies_per_class) if c.copies_per_class else None
+            unknown = sorted(set(per_class or {}) - set(self.listing.class_names))
+            if unknown:
+                raise UserError(f"--copies-per-class names unknown class(es) {unknown}; the source has: "
+                                f"{', '.join(self.listing.class_names)}")  # fmt: skip
+            self.copies_per_source, self.copy_plan = balance.plan_copies(
+                self.listing.images, self.listing.class_names, c.copies, c.include_original, c.balance,
+                c.target_per_class, per_class,
+            )  # fmt: skip
+        return self
 
     @property
     def records_per_image(self) -> int:
@@ -108,6 +125,8 @@ class JobPlan:
                 "images": self.image_entries(),
             },
             "fingerprints": self.fingerprints(),
+            "copy_plan": self.copy_plan or None,
+            "copies_per_source": self.copies_per_source or None,
         }
 
     def image_entries(self) -> list[dict[str, Any]]:
@@ -166,7 +185,7 @@ def plan_job(config: JobConfig) -> JobPlan:
     name = config.name or dataset_name(source.name)
     plan = JobPlan(config, source, listing, prefix, license_bytes, name, config.policy)
     plan.split_map = {k: v for k, v in split_map.items() if not config.splits}
-    return plan
+    return plan.plan_copies()
 
 
 def staging_dir(output: str, run_id: str) -> str:
@@ -192,7 +211,7 @@ def _plan_records(config: JobConfig, fmt: str) -> JobPlan:
     base = config.source.rstrip("/").rsplit("/", 1)[-1].split("*")[0] or "records"
     source = ResolvedSource(fmt, config.source, base, f"Expanded from {base} ({fmt}).")
     name = config.name or dataset_name(base.split(".")[0])
-    return JobPlan(config, source, listing, "", None, name, config.policy, files, root)
+    return JobPlan(config, source, listing, "", None, name, config.policy, files, root).plan_copies()
 
 
 def build_pipeline(
@@ -237,6 +256,7 @@ def build_pipeline(
         quality=c.quality,
         class_names=plan.listing.class_names,
         reuse=reuse,
+        copies_per_source=plan.copies_per_source or None,
         **split_args,
     )
     expanded = outputs.records
@@ -349,6 +369,8 @@ def run_job(
     """
     out = out or sys.stdout
     plan = plan_job(config)
+    if plan.copy_plan:
+        print(balance.plan_text(plan.copy_plan), file=out)
     if config.dry_run:
         print(summary.dry_run_text(plan.dry_run()), file=out)
         return None

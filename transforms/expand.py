@@ -157,6 +157,7 @@ class ExpandFn(beam.DoFn):
         augment_split: The split that is augmented; every other split is written unaugmented.
         input_splits: Take each source's split from its key (TFDS / HF shard names), when ``splits`` is None.
         split_map: Key -> split from the dataset itself (e.g. flowers102's official split).
+        copies_per_source: Key -> K from a class-balancing plan (others use ``copies``).
     """
 
     def __init__(
@@ -175,8 +176,10 @@ class ExpandFn(beam.DoFn):
         augment_split: str = "train",
         input_splits: bool = False,
         split_map: dict[str, str] | None = None,
+        copies_per_source: dict[str, int] | None = None,
     ):
         self._split_map = split_map
+        self._copies_per_source = copies_per_source or {}
         self._splits = [tuple(s) for s in splits] if splits else None
         self._split = split
         self._augment_split = augment_split
@@ -231,7 +234,7 @@ class ExpandFn(beam.DoFn):
                 source.label,
                 source.label_name,
                 policy=self._policy,
-                copies=self._copies,
+                copies=self._copies_per_source.get(source.key, self._copies),
                 seed=self._seed,
                 include_original=self._include_original,
                 resize=self._resize,
