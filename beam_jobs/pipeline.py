@@ -265,7 +265,8 @@ def build_pipeline(
             reuse_from.rstrip("/") + "/*.parquet-*", (c.splits, c.split, input_splits, plan.split_map or None)
         )
         expanded = (expanded, reused) | "AllRecords" >> beam.Flatten()
-    streams = {"records": expanded, "dead_letter": outputs.dead_letter, "source_info": outputs.source_info}
+    streams = {"records": expanded, "dead_letter": outputs.dead_letter, "source_info": outputs.source_info,
+               "stats": outputs.stats}  # fmt: skip
     return streams | "WriteDataset" >> WriteDataset(
         write_args={
             "temp_dir": temp_dir,
@@ -296,7 +297,7 @@ def build_pipeline(
 
 _OUR_FILES = re.compile(
     r"^(README\.md|.+\.(tfrecord|parquet)-\d{5}-of-\d{5}|.+-\d{5}-of-\d{5}\.tar|dataset_info\.json|features\.json|label\.labels\.txt|"
-    r"beam_expand\.json|dead_letter\.jsonl|LICENSE\.txt|_SUCCESS|images|data)$"
+    r"beam_expand\.json|dead_letter\.jsonl|LICENSE\.txt|_SUCCESS|images|data|statistics\.json)$"
 )
 
 

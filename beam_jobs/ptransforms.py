@@ -18,7 +18,7 @@ from beam_jobs.sinks.finalize import FinalizeFn
 from beam_jobs.sinks.shards import WriteShardsFn
 from beam_jobs.sources.archive import ReadArchiveFn
 from beam_jobs.sources.records import ReadRecordsFn
-from transforms.expand import DEAD_LETTER, REUSED, SOURCE_INFO, ExpandFn, split_of
+from transforms.expand import DEAD_LETTER, REUSED, SOURCE_INFO, STATS, ExpandFn, split_of
 
 
 class ReadImages(beam.PTransform):
@@ -97,7 +97,7 @@ class ExpandImages(beam.PTransform):
     def expand(self, sources):
         """Returns ``DoOutputsTuple`` with ``records``, ``dead_letter`` and ``source_info``."""
         return sources | "DecodeAugmentEncode" >> beam.ParDo(ExpandFn(**self._args)).with_outputs(
-            DEAD_LETTER, SOURCE_INFO, REUSED, main="records"
+            DEAD_LETTER, SOURCE_INFO, REUSED, STATS, main="records"
         )
 
 
@@ -107,6 +107,32 @@ def _reused_records(rows: list[dict], split: str) -> list[dict]:
     if records:
         records[0]["source_start"] = True
     return records
+
+
+class PixelSumsFn(beam.CombineFn):
+    """Adds per-channel pixel sums; the finalize step turns them into mean and std."""
+
+    def create_accumulator(self):
+        """An empty sum."""
+        return {"images": 0, "pixels": 0, "sum": [0.0, 0.0, 0.0], "sumsq": [0.0, 0.0, 0.0]}
+
+    def add_input(self, acc, item):
+        """Adds one source's sums."""
+        return self.merge_accumulators([acc, item])
+
+    def merge_accumulators(self, accumulators):
+        """Adds sums."""
+        out = self.create_accumulator()
+        for a in accumulators:
+            out["images"] += a["images"]
+            out["pixels"] += a["pixels"]
+            out["sum"] = [x + y for x, y in zip(out["sum"], a["sum"], strict=True)]
+            out["sumsq"] = [x + y for x, y in zip(out["sumsq"], a["sumsq"], strict=True)]
+        return out
+
+    def extract_output(self, acc):
+        """The sums."""
+        return acc
 
 
 class ReuseRecords(beam.PTransform):
@@ -160,6 +186,7 @@ class WriteDataset(beam.PTransform):
     def expand(self, outputs):
         """Takes ``{"records", "dead_letter", "source_info"}``; returns the manifest as a one-element PCollection."""
         records, dead, info = outputs["records"], outputs[DEAD_LETTER], outputs[SOURCE_INFO]
+        stats = outputs[STATS] | "PixelSums" >> beam.CombinePerKey(PixelSumsFn())
         reports = records | "WriteShards" >> beam.ParDo(WriteShardsFn(**self._write_args)).with_output_types(Any)
         # Side inputs taken straight from one ParDo's tagged outputs are merged into one list by Beam's
         # BundleBasedDirectRunner (2.77); an identity step per stream keeps them apart on every runner.
@@ -174,5 +201,6 @@ class WriteDataset(beam.PTransform):
                 beam.pvalue.AsList(reports),
                 beam.pvalue.AsList(dead),
                 beam.pvalue.AsList(info),
+                beam.pvalue.AsList(stats),
             )
         )

@@ -53,3 +53,31 @@ def test_copies_per_class(tmp_path):
     per_class = {k: v["records_out"] for k, v in json.loads((out / "beam_expand.json").read_text())["counts"][
         "per_class"].items()}  # fmt: skip
     assert per_class == {"common": 40, "rare": 20, "rarest": 20}
+
+
+def test_dataset_statistics_match_numpy_over_the_same_images(image_folder, tmp_path):
+    import numpy as np
+
+    from transforms.codec import decode_image
+
+    out = tmp_path / "out"
+    argv = ["run", "--source", str(image_folder), "--output", str(out), "--copies", "1", "--no-progress",
+            "--splits", "train=0.6,validation=0.4"]  # fmt: skip
+    assert main(argv) == 0
+    stats = json.loads((out / "statistics.json").read_text())
+    for split in ("train", "validation"):
+        keys = sorted(_keys_in_split(out, split))
+        pixels = np.concatenate([decode_image((image_folder / k).read_bytes())[0].reshape(-1, 3) for k in keys])
+        assert stats[split]["images"] == len(keys)
+        assert np.allclose(stats[split]["mean"], pixels.mean(axis=0), atol=1e-9)
+        assert np.allclose(stats[split]["std"], pixels.std(axis=0), atol=1e-6)
+
+
+def _keys_in_split(out, split):
+    import tensorflow as tf
+
+    keys = set()
+    for path in sorted(out.glob(f"*-{split}.tfrecord-*")):
+        for raw in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+            keys.add(tf.train.Example.FromString(raw).features.feature["source_key"].bytes_list.value[0].decode())
+    return keys

@@ -7,6 +7,7 @@ Shape of the data::
                   -> 'dead_letter' tag: {source_key, stage, reason, error_type, message, sha256}
                   -> 'source_info' tag: {key, sha256, reused} of every source that produced records
                   -> 'reused' tag: keys whose bytes match the previous version (incremental refresh)
+                  -> 'stats' tag: (split, per-channel pixel sums of the decoded source) for dataset statistics
 
 Decode happens once per source, resize once per source, then K augment+encode steps, all fused in one call: no
 pixels ever leave the worker. A source yields all of its records from one ``process`` call, or none.
@@ -20,6 +21,7 @@ import re
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
@@ -52,6 +54,7 @@ def split_of(key: str, splits, default: str, input_splits: bool, split_map: dict
 DEAD_LETTER = "dead_letter"
 SOURCE_INFO = "source_info"
 REUSED = "reused"
+STATS = "stats"
 METRICS_NAMESPACE = "beam_expand"
 
 
@@ -71,6 +74,7 @@ def expand_image(
     class_names: list[str] | None = None,
     split: str = "train",
     augment: bool = True,
+    stats: list | None = None,
 ) -> list[dict[str, Any]]:
     """Decodes one source image and returns its output records.
 
@@ -89,6 +93,7 @@ def expand_image(
         class_names: Class names in label order, to index a label-mapped copy's new class.
         split: The source's split (records carry it; shards are written per split).
         augment: False for evaluation splits: only the original is written (copy_index 0).
+        stats: If given, the source's pixel sums (``pixel_sums``) are appended to it.
 
     Returns:
         Records (dicts with every field of ``schemas.FIELDS``), original first then copies 1..K.
@@ -102,6 +107,8 @@ def expand_image(
         image = resize.apply(image, {})
         base_steps.append(resize.step({}))
     final = encode_step(image_format, quality)
+    if stats is not None:
+        stats.append(pixel_sums(image))
 
     def record(pixels, copy_index: int, steps: list[dict[str, Any]], name: str = label_name) -> dict[str, Any]:
         return {
@@ -124,6 +131,13 @@ def expand_image(
         records.append(record(pixels, copy_index, [*base_steps, *steps, final], name))
     records[0]["source_start"] = True  # the sink counts sources by this mark
     return records
+
+
+def pixel_sums(image) -> dict[str, Any]:
+    """Per-channel sum and sum of squares of one decoded source (combined into dataset mean and std)."""
+    flat = image.reshape(-1, image.shape[2]).astype(np.float64)
+    return {"images": 1, "pixels": int(flat.shape[0]), "sum": flat.sum(axis=0).tolist(),
+            "sumsq": np.square(flat).sum(axis=0).tolist()}  # fmt: skip
 
 
 def dead_letter(source: SourceImage, stage: str, reason: str, error: BaseException, data: bytes | None) -> dict:
@@ -227,6 +241,7 @@ class ExpandFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(SOURCE_INFO, {"key": source.key, "sha256": digest, "reused": True})
             return
         split = split_of(source.key, self._splits, self._split, self._input_splits, self._split_map)
+        stats: list = []
         try:
             records = expand_image(
                 data,
@@ -242,6 +257,7 @@ class ExpandFn(beam.DoFn):
                 quality=self._quality,
                 class_names=self._class_names,
                 split=split,
+                stats=stats,
                 augment=(split == self._augment_split) or not (self._splits or self._input_splits or self._split_map),
             )
         except DecodeError as e:
@@ -252,3 +268,5 @@ class ExpandFn(beam.DoFn):
         self._copies_out.inc(len(records))
         yield from records
         yield beam.pvalue.TaggedOutput(SOURCE_INFO, {"key": source.key, "sha256": digest, "reused": False})
+        if stats and stats[0]["pixels"] and len(stats[0]["sum"]) == 3:
+            yield beam.pvalue.TaggedOutput(STATS, (split, stats[0]))

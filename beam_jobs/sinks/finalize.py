@@ -63,6 +63,21 @@ def dataset_card(name: str, splits: list[str], class_names: list[str], manifest:
     )
 
 
+def channel_statistics(pixel_sums: list[tuple[str, dict]]) -> dict[str, dict[str, Any]]:
+    """Per split: per-channel mean and (population) std of the decoded sources, in 0..255 RGB.
+
+    This is what Keras's ``featurewise_center`` / ``featurewise_std_normalization`` compute with
+    ``ImageDataGenerator.fit``, without holding the dataset in memory.
+    """
+    out = {}
+    for split, s in sorted(pixel_sums):
+        n = s["pixels"]
+        mean = [x / n for x in s["sum"]]
+        std = [max(q / n - m * m, 0.0) ** 0.5 for q, m in zip(s["sumsq"], mean, strict=True)]
+        out[split] = {"images": s["images"], "pixels": n, "mean": mean, "std": std}
+    return out
+
+
 def write_text(path: str, text: str) -> None:
     """Writes a UTF-8 text file on any Beam filesystem."""
     with FileSystems.create(path) as f:
@@ -170,7 +185,14 @@ class FinalizeFn(beam.DoFn):
                 else:
                     FileSystems.copy([self._path(file)], [link])
 
-    def process(self, _unused, reports: list[ShardReport], dead_letters: list[dict], source_info: list[dict] = ()):
+    def process(
+        self,
+        _unused,
+        reports: list[ShardReport],
+        dead_letters: list[dict],
+        source_info: list[dict] = (),
+        pixel_sums: list[tuple[str, dict]] = (),
+    ):
         """Checks the bad share, stages and verifies shards and metadata, publishes; yields the manifest."""
         images_in_total = sum(self._manifest["listing"]["per_class"].values())
         if self._max_bad is not None and images_in_total and len(dead_letters) / images_in_total > self._max_bad:
@@ -243,6 +265,8 @@ class FinalizeFn(beam.DoFn):
             by_digest.setdefault(digest, []).append(key)
         manifest["duplicate_content"] = [keys for keys in by_digest.values() if len(keys) > 1]
         manifest["reused_sources"] = sorted(i["key"] for i in source_info if i.get("reused"))
+        manifest["statistics"] = channel_statistics(pixel_sums)
+        write_text(self._path("statistics.json"), json.dumps(manifest["statistics"], indent=2, sort_keys=True) + "\n")
         write_text(self._path(MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         FileSystems.delete([self._temp_dir])
         write_text(self._path(SUCCESS), "")
