@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     prev.add_argument("--cache-dir")
 
     for name, text in (("verify", "re-check a dataset against its manifest (exit 0 ok, 1 damaged, 2 not a dataset)"),
-                       ("info", "describe a dataset directory")):  # fmt: skip
+                       ("info", "describe a dataset directory"),
+                       ("report", "(re)write report.html and its pictures in a dataset directory")):  # fmt: skip
         cmd = sub.add_parser(name, help=text, allow_abbrev=False)
         cmd.add_argument("dataset_dir")
 
@@ -440,6 +441,13 @@ def _verify(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _report(ns: argparse.Namespace) -> int:
+    from beam_jobs.report import write_report
+
+    print(f"beam-expand: wrote {write_report(ns.dataset_dir)}")
+    return 0
+
+
 def _info(ns: argparse.Namespace) -> int:
     from beam_jobs.inspect import info_text
 
@@ -460,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if rest:
                 raise UserError(f"unknown argument(s): {' '.join(rest)}")
             commands = {"datasets": lambda _: _datasets(), "ops": _ops, "preview": _preview, "replay": _replay,
-                        "verify": _verify, "info": _info}  # fmt: skip
+                        "verify": _verify, "info": _info, "report": _report}  # fmt: skip
             return commands[ns.command](ns)
         check_beam_args(rest)
         config = config_from_args(ns)

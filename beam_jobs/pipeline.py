@@ -297,7 +297,7 @@ def build_pipeline(
 
 _OUR_FILES = re.compile(
     r"^(README\.md|.+\.(tfrecord|parquet)-\d{5}-of-\d{5}|.+-\d{5}-of-\d{5}\.tar|dataset_info\.json|features\.json|label\.labels\.txt|"
-    r"beam_expand\.json|dead_letter\.jsonl|LICENSE\.txt|_SUCCESS|images|data|statistics\.json)$"
+    r"beam_expand\.json|dead_letter\.jsonl|LICENSE\.txt|_SUCCESS|images|data|statistics\.json|report\.html|report)$"
 )
 
 

@@ -60,7 +60,7 @@ def run_summary_text(manifest: dict[str, Any], wall_seconds: float, runner: str,
             f"beam-expand: wrote {c['records_out']:,} records ({shards} shards) to {output}",
             _table(rows, ["class", "images in", "ok", "dead letters", "records out"]),
             f"ignored files: {c['ignored_files']}; skipped non-images: {c['skipped_non_images']}; "
-            f"dead letters: {c['dead_letters']} (see dead_letter.jsonl)",
+            f"dead letters: {c['dead_letters']} (see dead_letter.jsonl); open {output.rstrip('/')}/report.html",
             f"runner: {runner}; wall time {wall_seconds:,.1f}s; {rate:,.1f} records/s",
             *(f"warning: {p}" for p in manifest["listing"].get("problems", [])),
         ]

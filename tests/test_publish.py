@@ -84,3 +84,19 @@ def test_a_killed_run_leaves_the_published_dataset_and_a_rerun_completes(tmp_pat
     assert _run(src, out, "--copies", "6", "--overwrite") == 0
     assert main(["verify", str(out)]) == 0
     assert json.loads((out / "beam_expand.json").read_text())["counts"]["records_out"] == 120 * 6
+
+
+def test_every_run_writes_a_report_a_person_can_open(capsys, image_folder, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "out"
+    assert _run(image_folder, out) == 0
+    assert "report.html" in capsys.readouterr().out
+    page = (out / "report.html").read_text()
+    assert "report/class_counts.png" in page and page.count("report/samples_") == 3 and "cats" in page
+    chart = Image.open(out / "report" / "class_counts.png")
+    sheet = Image.open(out / "report" / "samples_000.png")
+    assert chart.size[0] > 400 and sheet.size[0] >= 2 * 160  # original... and its copies, side by side
+    assert main(["verify", str(out)]) == 0  # the report is not part of what verify checks
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "report.html").exists()

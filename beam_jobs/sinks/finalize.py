@@ -12,12 +12,14 @@ Output directory after a run::
     beam_expand.json                       the job manifest: counts, seed, policy, versions, input listing
     dead_letter.jsonl                      one line per input that produced no records (always present)
     LICENSE.txt                            the source's license, when it has one
+    report.html, report/*.png              class counts chart, per-class sample sheets, policy, dead letters
     _SUCCESS                               written last, after verification
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from typing import Any
 
@@ -269,6 +271,12 @@ class FinalizeFn(beam.DoFn):
         write_text(self._path("statistics.json"), json.dumps(manifest["statistics"], indent=2, sort_keys=True) + "\n")
         write_text(self._path(MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         FileSystems.delete([self._temp_dir])
+        try:
+            from beam_jobs.report import write_report
+
+            write_report(self._staging)
+        except Exception as e:  # noqa: BLE001 (the report is a convenience; the dataset is already verified)
+            logging.getLogger(__name__).warning("report.html was not written: %s", e)
         write_text(self._path(SUCCESS), "")
         publish(self._staging, self._output, self._run_id)
         yield manifest
