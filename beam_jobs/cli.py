@@ -349,7 +349,7 @@ def _preview(ns: argparse.Namespace) -> int:
     else:
         from beam_jobs.config import JobConfig
         from beam_jobs.pipeline import plan_job
-        from beam_jobs.sources.archive import iter_members
+        from beam_jobs.sources.archive import read_members
 
         plan = plan_job(JobConfig(output="", dataset=ns.dataset, source=ns.source, cache_dir=ns.cache_dir,
                                   policy=policy, copies=ns.copies))  # fmt: skip
@@ -362,9 +362,8 @@ def _preview(ns: argparse.Namespace) -> int:
                 with FileSystems.open(s.path) as f:
                     rows.append((s.key, f.read()))
         else:
-            wanted = {plan.archive_prefix + s.key: s.key for s in picks}
-            found = {wanted[n]: d for n, _, d in iter_members(plan.source.path, True) if n in wanted}
-            rows = [(s.key, found[s.key]) for s in picks]
+            found = read_members(plan.source.path, {plan.archive_prefix + s.key for s in picks})
+            rows = [(s.key, found[plan.archive_prefix + s.key]) for s in picks]
     sheet = preview.contact_sheet(rows, policy, ns.copies, ns.seed)
     import os
 

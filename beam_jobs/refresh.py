@@ -26,6 +26,7 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import JobFailed, UserError
+from beam_jobs.paths import is_local
 
 LATEST = "LATEST"
 CURRENT = "current"
@@ -78,8 +79,8 @@ def read_latest(root: str) -> tuple[str | None, Any]:
             return None, 0
         blob.reload()
         return blob.download_as_text().strip(), blob.generation
-    scheme = FileSystems.get_scheme(path)
-    if scheme not in (None, "file"):
+    if not is_local(path):
+        scheme = FileSystems.get_scheme(path)
         raise UserError(f"--refresh supports local paths and gs:// (not {scheme}://): it needs an atomic pointer swap")
     try:
         with open(path, encoding="utf-8") as f:

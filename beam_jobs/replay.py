@@ -13,7 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
 from beam_jobs.sinks.finalize import MANIFEST
-from beam_jobs.sources.archive import iter_members
+from beam_jobs.sources.archive import read_members
 
 
 def find_record(out_dir: str, source_key: str, copy_index: int) -> dict:
@@ -49,8 +49,8 @@ def source_bytes(out_dir: str, source_key: str, source: str | None = None) -> by
             raise UserError(f"source image {target} not found; pass --source <dataset root>")
         with FileSystems.open(target) as f:
             return f.read()
-    prefix = manifest["source"].get("archive_prefix", "")
-    for name, _, data in iter_members(path, with_data=True):
-        if name == prefix + source_key and data is not None:
-            return data
+    name = manifest["source"].get("archive_prefix", "") + source_key
+    data = read_members(path, {name}).get(name)
+    if data is not None:
+        return data
     raise UserError(f"{source_key} not found in archive {path}; pass --source <archive or dataset root>")

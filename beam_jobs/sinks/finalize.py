@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from beam_jobs.paths import is_local
 from beam_jobs.sinks.publish import SUCCESS, publish, verify_shard
 from beam_jobs.sinks.shards import ShardReport
 from beam_jobs.sinks.writers import WRITERS
@@ -179,9 +181,7 @@ class FinalizeFn(beam.DoFn):
         for split, files in by_split.items():
             for i, file in enumerate(files):
                 link = self._path(f"data/{split}-{i:05d}-of-{len(files):05d}.parquet")
-                if FileSystems.get_scheme(link) in (None, "file"):
-                    import os
-
+                if is_local(link):
                     os.makedirs(os.path.dirname(link), exist_ok=True)
                     os.symlink(os.path.join("..", file), link)
                 else:

@@ -18,6 +18,7 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
+from beam_jobs.paths import is_local
 from beam_jobs.sinks.writers import _masked_crc
 
 SUCCESS = "_SUCCESS"
@@ -26,15 +27,6 @@ STALE_SECONDS = 6 * 3600
 
 class VerificationError(Exception):
     """A written shard does not match what the run reported."""
-
-
-def sha256_file(path: str) -> str:
-    """Returns the hex sha256 of a file on any Beam filesystem."""
-    h = hashlib.sha256()
-    with FileSystems.open(path) as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def count_tfrecords(path: str, data: bytes | None = None) -> int:
@@ -131,13 +123,9 @@ def verify_shard(path: str, fmt: str, expected: int | None = None, sha256: str |
     return {"records": records, "bytes": len(data), "sha256": digest}
 
 
-def _is_local(path: str) -> bool:
-    return FileSystems.get_scheme(path) in (None, "file")
-
-
 def publish(staging: str, output: str, run_id: str) -> None:
     """Replaces ``output`` with the verified ``staging`` directory."""
-    if _is_local(output):
+    if is_local(output):
         old = f"{output.rstrip('/')}.old-{run_id}"
         if os.path.exists(output):
             os.rename(output, old)
@@ -158,7 +146,7 @@ def clean_stale(output: str, max_age: float = STALE_SECONDS) -> list[str]:
     base = output.rstrip("/")
     removed = []
     for pattern in (base + ".staging-*", base + ".old-*"):
-        if _is_local(base):
+        if is_local(base):
             import glob
 
             for path in glob.glob(pattern):

@@ -7,9 +7,10 @@ under one top-level folder (``flower_photos/...``), that folder is the dataset r
 
 from __future__ import annotations
 
+import posixpath
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -47,11 +48,14 @@ def safe_name(name: str) -> str | None:
 ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
 
 
-def iter_members(path: str, with_data: bool) -> Iterator[tuple[str | None, tarfile.TarInfo, bytes | None]]:
+def iter_members(
+    path: str, with_data: bool | Callable[[str], bool]
+) -> Iterator[tuple[str | None, tarfile.TarInfo, bytes | None]]:
     """Streams an archive, yielding ``(safe name or None, member, data or None)`` for every non-directory member.
 
-    Data is read only for regular files of at most ``MAX_MEMBER_BYTES`` when ``with_data`` is set; only one
-    member is ever held in memory, so a gzip bomb costs time, not memory.
+    Data is read only for regular files of at most ``MAX_MEMBER_BYTES``, and only when ``with_data`` is True or,
+    given a predicate, true for the member's safe name; only one member is ever held in memory, so a gzip bomb
+    costs time, not memory.
 
     Raises:
         tarfile.TarError, OSError, EOFError, zlib.error: The archive is truncated or corrupt at this point.
@@ -63,7 +67,8 @@ def iter_members(path: str, with_data: bool) -> Iterator[tuple[str | None, tarfi
                     continue  # structure only; files carry their full paths
                 name = safe_name(member.name) if member.isreg() else None
                 data = None
-                if with_data and name is not None and member.size <= MAX_MEMBER_BYTES:
+                wanted = with_data(name) if callable(with_data) and name is not None else with_data
+                if wanted and name is not None and member.size <= MAX_MEMBER_BYTES:
                     f = tar.extractfile(member)
                     data = f.read() if f is not None else None
                 yield name, member, data
@@ -86,8 +91,15 @@ def list_archive(path: str) -> tuple[Listing, str, bytes | None]:
     names, unsafe, duplicates, problems = [], [], [], []
     sizes: dict[str, int] = {}
     mtimes: dict[str, float] = {}
+    licenses: dict[str, bytes] = {}  # read in the same pass: the root folder is known only at the end
+
+    def is_license(name: str) -> bool:
+        return name.count("/") <= 1 and posixpath.basename(name) in LICENSE_NAMES
+
     try:
-        for name, member, _ in iter_members(path, with_data=False):
+        for name, member, data in iter_members(path, with_data=is_license):
+            if data is not None:
+                licenses[name] = data
             if name is None:
                 unsafe.append(member.name.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace"))
             elif name in sizes:
@@ -113,17 +125,19 @@ def list_archive(path: str) -> tuple[Listing, str, bytes | None]:
     listing.problems.extend(problems)
     if not listing.images:
         raise UserError(f"archive {path} holds no images in class folders (<class>/<image>.jpg)")
-    license_bytes = None
-    wanted = {prefix + n for n in LICENSE_NAMES}
-    if wanted & set(names):
-        try:
-            for name, _, data in iter_members(path, with_data=True):
-                if name in wanted and data is not None:
-                    license_bytes = data
-                    break
-        except ARCHIVE_ERRORS:
-            pass
+    license_bytes = next((licenses[prefix + n] for n in LICENSE_NAMES if prefix + n in licenses), None)
     return listing, prefix, license_bytes
+
+
+def read_members(path: str, names: set[str]) -> dict[str, bytes]:
+    """Returns the bytes of the named members (safe names), in one streaming pass that stops once all are found."""
+    found: dict[str, bytes] = {}
+    for name, _, data in iter_members(path, with_data=lambda n: n in names):
+        if data is not None:
+            found[name] = data
+            if len(found) == len(names):
+                break
+    return found
 
 
 class ReadArchiveFn(beam.DoFn):
@@ -145,8 +159,9 @@ class ReadArchiveFn(beam.DoFn):
         ``archive_damaged`` for members at or after the point where the archive breaks off).
         """
         emitted: set[str] = set()
+        selected = {self._prefix + key for key in self._selected}
         try:
-            for name, member, data in iter_members(path, with_data=True):
+            for name, member, data in iter_members(path, with_data=lambda n: n in selected):
                 if name is None or not name.startswith(self._prefix):
                     continue
                 key = name[len(self._prefix) :]

@@ -26,6 +26,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
+from beam_jobs.paths import is_local
 from beam_jobs.sources.listing import NO_LABEL, Listing
 from schemas.source import SourceImage
 
@@ -359,7 +360,7 @@ def find_files(source: str, fmt: str) -> tuple[list[str], str]:
 def _is_dir(path: str) -> bool:
     import os
 
-    return FileSystems.get_scheme(path) in (None, "file") and os.path.isdir(path)
+    return is_local(path) and os.path.isdir(path)
 
 
 def _matches(name: str, pattern: str) -> bool:
