@@ -44,22 +44,32 @@ def bar_chart(per_class: dict[str, dict], width: int = 760) -> Image.Image:
 
 
 def _samples(out: str, manifest: dict) -> dict[str, list[dict]]:
+    """Picks one source per class and returns its records, reading images only from the row groups that hold them."""
     import pyarrow.parquet as pq
 
     files = sorted(m.path for m in FileSystems.match([out.rstrip("/") + "/*.parquet-*"])[0].metadata_list)
     chosen: dict[str, str] = {}
     rows: dict[str, list[dict]] = {}
     wanted = {n for n, v in manifest["counts"]["per_class"].items() if v["records_out"]}
+    keys = ["label_name", "source_key", "copy_index"]
     for path in files:
         if wanted <= set(chosen):
             break  # every class has its sample; all copies of a source share a shard
         with FileSystems.open(path) as f:
-            table = pq.read_table(io.BytesIO(f.read()), columns=["image", "label_name", "source_key", "copy_index",
-                                                                 "recipe"])  # fmt: skip
-        for r in table.to_pylist():
-            key = chosen.setdefault(r["label_name"], r["source_key"])
-            if key == r["source_key"]:
-                rows.setdefault(r["label_name"], []).append(r)
+            pf = pq.ParquetFile(f)
+            for group in range(pf.num_row_groups):
+                meta = pf.read_row_group(group, columns=keys).to_pylist()
+                hits = [
+                    i
+                    for i, r in enumerate(meta)
+                    if chosen.setdefault(r["label_name"], r["source_key"]) == r["source_key"]
+                ]
+                if not hits:
+                    continue
+                table = pf.read_row_group(group, columns=[*keys, "image", "recipe"])
+                for i in hits:
+                    r = table.slice(i, 1).to_pylist()[0]
+                    rows.setdefault(r["label_name"], []).append(r)
     return {n: sorted(v, key=lambda r: r["copy_index"])[: MAX_COPIES_SHOWN + 1] for n, v in sorted(rows.items())}
 
 
