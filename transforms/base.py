@@ -41,6 +41,8 @@ class Op:
     # policy may name an op or a tag.
     tags: ClassVar[frozenset[str]] = frozenset()
     aliases: ClassVar[tuple[str, ...]] = ()
+    # True for ops that only move pixels (see ``channel_free``).
+    spatial: ClassVar[bool] = False
 
     def config(self) -> dict[str, Any]:
         """Returns the constructor arguments, JSON-able; ``type(op)(**op.config())`` rebuilds the op."""
@@ -57,6 +59,15 @@ class Op:
     def label_events(self, params: dict[str, Any]) -> tuple[str, ...]:
         """Label-relevant things this application did (e.g. ``("hflip",)``), for a policy's label map."""
         return ()
+
+    def channel_free(self) -> bool:
+        """True when ``apply`` treats every channel alike and independently, with scalar fills only.
+
+        Such an op gives the same pixels on any channel order and ignores an extra channel, so the expand loop may
+        run it on a BGRA working copy of the image (converted once per source, warped at OpenCV's faster 4-channel
+        speed, encoded without another conversion). ``tests/test_channel_free.py`` checks every op that says so.
+        """
+        return self.spatial
 
     def without(self, banned: frozenset[str]) -> Op | None:
         """Returns this op with banned ops/tags removed (None if it is banned itself)."""

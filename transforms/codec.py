@@ -128,6 +128,15 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+def to_working(image: np.ndarray) -> np.ndarray:
+    """Converts an RGB image to the BGRA working layout used for copies made only by channel-free ops.
+
+    One conversion per source replaces three per copy: OpenCV warps 4-channel images ~2x faster than 3-channel ones
+    (no detour through RGBA per warp), and its encoders take BGR order (no RGB->BGR per encode).
+    """
+    return cv2.cvtColor(image, cv2.COLOR_RGB2BGRA)
+
+
 def encode_step(image_format: str, quality: int) -> dict[str, Any]:
     """Returns the ``encode`` recipe step for an output format."""
     config: dict[str, Any] = {"format": image_format}
@@ -136,18 +145,24 @@ def encode_step(image_format: str, quality: int) -> dict[str, Any]:
     return {"op": "encode", "version": 1, "config": config, "params": {}}
 
 
-def encode_image(image: np.ndarray, image_format: str = "jpeg", quality: int = 95) -> bytes:
+def encode_image(image: np.ndarray, image_format: str = "jpeg", quality: int = 95, bgra: bool = False) -> bytes:
     """Encodes a uint8 RGB (or 1-channel) HWC image.
 
     Args:
         image: The image.
         image_format: ``jpeg``, ``png`` or ``webp``.
         quality: 1..100 for JPEG and WebP.
+        bgra: ``image`` is a BGRA working copy (``to_working``) whose 4th channel is ignored.
 
     Returns:
-        The encoded bytes (deterministic for the same pixels and library versions).
+        The encoded bytes (deterministic for the same pixels and library versions; a BGRA working copy gives the
+        same bytes as the RGB image it holds).
     """
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.shape[2] == 3 else image
+    if bgra:
+        # OpenCV's JPEG encoder drops the 4th channel itself (same bytes as BGR); PNG and WebP would keep it.
+        bgr = image if image_format == "jpeg" else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    else:
+        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.shape[2] == 3 else image
     if image_format == "jpeg":
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     elif image_format == "png":

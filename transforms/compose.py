@@ -29,6 +29,10 @@ class Composite(Op):
         params = self.sample_params(rng, ImageMeta.of(image))
         return self.apply(image, params), params
 
+    def channel_free(self) -> bool:
+        """A composite is channel-free when every child is."""
+        return all(child.channel_free() for child in self.children)
+
 
 def _run(op: Op, rng: np.random.Generator, image: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     if isinstance(op, Composite):

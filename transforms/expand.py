@@ -21,12 +21,13 @@ import re
 from typing import Any
 
 import apache_beam as beam
+import cv2
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from schemas.source import SourceImage
-from transforms.codec import DecodeError, decode_image, encode_image, encode_step
+from transforms.codec import DecodeError, decode_image, encode_image, encode_step, to_working
 from transforms.geometric import Resize
 from transforms.policies import Policy
 from transforms.seeding import assign_split
@@ -110,9 +111,9 @@ def expand_image(
     if stats is not None:
         stats.append(pixel_sums(image))
 
-    def record(pixels, copy_index: int, steps: list[dict[str, Any]], name: str = label_name) -> dict[str, Any]:
+    def record(pixels, copy_index: int, steps, name: str = label_name, bgra: bool = False) -> dict[str, Any]:
         return {
-            "image": encode_image(pixels, image_format, quality),
+            "image": encode_image(pixels, image_format, quality, bgra=bgra),
             "label": label if name == label_name else class_names.index(name),
             "label_name": name,
             "source_key": key,
@@ -126,18 +127,29 @@ def expand_image(
     records = []
     if include_original or not augment:
         records.append(record(image, 0, [*base_steps, final]))
-    for copy_index in range(1, (copies if augment else 0) + 1):
-        pixels, steps, name = policy.augment(image, seed, key, copy_index, label_name)
-        records.append(record(pixels, copy_index, [*base_steps, *steps, final], name))
+    copies = copies if augment else 0
+    # Copies made only by channel-free ops (pure geometry) are made from a BGRA working copy: same pixels, less work.
+    bgra = copies > 0 and policy.channel_free(label_name)
+    working = to_working(image) if bgra else image
+    for copy_index in range(1, copies + 1):
+        pixels, steps, name = policy.augment(working, seed, key, copy_index, label_name)
+        records.append(record(pixels, copy_index, [*base_steps, *steps, final], name, bgra))
     records[0]["source_start"] = True  # the sink counts sources by this mark
     return records
 
 
 def pixel_sums(image) -> dict[str, Any]:
-    """Per-channel sum and sum of squares of one decoded source (combined into dataset mean and std)."""
-    flat = image.reshape(-1, image.shape[2]).astype(np.float64)
-    return {"images": 1, "pixels": int(flat.shape[0]), "sum": flat.sum(axis=0).tolist(),
-            "sumsq": np.square(flat).sum(axis=0).tolist()}  # fmt: skip
+    """Per-channel sum and sum of squares of one decoded source (combined into dataset mean and std).
+
+    Computed from per-channel 256-bin histograms: exact, and ~20x cheaper than float64 sums over the pixels.
+    """
+    hist = np.stack([cv2.calcHist([image], [c], None, [256], [0, 256]).ravel() for c in range(image.shape[2])])
+    hist = hist.astype(np.float64)
+    return {"images": 1, "pixels": int(image.shape[0] * image.shape[1]), "sum": (hist @ _LEVELS).tolist(),
+            "sumsq": (hist @ np.square(_LEVELS)).tolist()}  # fmt: skip
+
+
+_LEVELS = np.arange(256, dtype=np.float64)
 
 
 def dead_letter(source: SourceImage, stage: str, reason: str, error: BaseException, data: bytes | None) -> dict:

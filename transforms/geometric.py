@@ -167,6 +167,10 @@ class ImageDataGenerator(Op):
         """Flips done by this application."""
         return tuple(e for e, k in (("hflip", "flip_horizontal"), ("vflip", "flip_vertical")) if params.get(k))
 
+    def channel_free(self) -> bool:
+        """Pure geometry is channel-free; Keras's colour steps use the image's overall min/max, so they are not."""
+        return self.brightness_range is None and self.channel_shift_range == 0
+
     def without(self, banned: frozenset[str]) -> Op | None:
         """Drops the banned parts (flips, colour steps, or all geometry) instead of the whole op."""
         if self.name in banned or "geometric" in banned:
@@ -221,6 +225,7 @@ class Resize(Op):
 
     name = "resize"
     tags = frozenset({"geometric", "size"})
+    spatial = True
     aliases = ("Resize", "Resizing")
 
     def __init__(self, height: int, width: int, interpolation: str = "area"):
@@ -262,6 +267,7 @@ class Affine(Op):
 
     name = "affine"
     tags = frozenset({"geometric"})
+    spatial = True
     aliases = ("RandomAffine", "Affine", "ShiftScaleRotate")
 
     def __init__(
@@ -325,6 +331,7 @@ class HFlip(Op):
 
     name = "hflip"
     tags = frozenset({"geometric", "flip"})
+    spatial = True
     aliases = ("HorizontalFlip", "RandomHorizontalFlip")
     _horizontal = True
 
@@ -371,6 +378,7 @@ class Rot90(Op):
 
     name = "rot90"
     tags = frozenset({"geometric", "flip"})
+    spatial = True
     aliases = ("RandomRotate90",)
 
     def __init__(self, k: list[int] = (0, 1, 2, 3)):
@@ -413,6 +421,7 @@ class CenterCrop(Op):
 
     name = "center_crop"
     tags = frozenset({"geometric", "size"})
+    spatial = True
     aliases = ("CenterCrop",)
 
     def __init__(self, height: int, width: int, cval: float = 0):
@@ -454,6 +463,7 @@ class RandomCrop(Op):
 
     name = "random_crop"
     tags = frozenset({"geometric", "size"})
+    spatial = True
     aliases = ("RandomCrop",)
 
     def __init__(self, height: int, width: int, cval: float = 0):
@@ -488,6 +498,7 @@ class RandomResizedCrop(Op):
 
     name = "random_resized_crop"
     tags = frozenset({"geometric", "size"})
+    spatial = True
     aliases = ("RandomResizedCrop", "RandomSizedCrop")
 
     def __init__(
@@ -552,6 +563,7 @@ class Pad(Op):
 
     name = "pad"
     tags = frozenset({"geometric", "size"})
+    spatial = True
     aliases = ("Pad", "PadIfNeeded")
 
     def __init__(self, padding: int | list[int] = 0, fill_mode: str = "constant", cval: float = 0):
@@ -587,6 +599,7 @@ class Perspective(Op):
 
     name = "perspective"
     tags = frozenset({"geometric"})
+    spatial = True
     aliases = ("RandomPerspective", "Perspective")
 
     def __init__(

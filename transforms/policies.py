@@ -170,6 +170,10 @@ class Policy:
             self._per_class[label_name] = ops
         return self._per_class[label_name]
 
+    def channel_free(self, label_name: str | None = None) -> bool:
+        """True when every op a class gets is channel-free (``Op.channel_free``): copies may be made in BGRA."""
+        return all(op.channel_free() for op in self.ops_for(label_name))
+
     def augment(
         self, image: np.ndarray, seed: int, source_key: str, copy_index: int, label_name: str | None = None
     ) -> tuple[np.ndarray, list[dict[str, Any]], str | None]:
