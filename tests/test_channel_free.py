@@ -20,11 +20,12 @@ from transforms.replay import replay
 
 # Extra settings that take other code paths (remap for scipy's constant/wrap, nearest-neighbour, perspective fills).
 EXTRA = [
-    ("image_data_generator", {"rotation_range": 40, "zoom_range": 0.3, "fill_mode": fill, "cval": 77, "horizontal_flip": True,
-                              "interpolation_order": order})
+    ("image_data_generator", {"rotation_range": 40, "zoom_range": 0.3, "fill_mode": fill, "cval": 77,
+                              "horizontal_flip": True, "interpolation_order": order})
     for fill in ("constant", "nearest", "reflect", "wrap") for order in (0, 1)
 ] + [
-    ("affine", {"degrees": 30, "translate": [0.2, 0.2], "fill_mode": "constant", "cval": 40, "interpolation": "bicubic"}),
+    ("affine", {"degrees": 30, "translate": [0.2, 0.2], "fill_mode": "constant", "cval": 40,
+                "interpolation": "bicubic"}),
     ("perspective", {"distortion_scale": 0.7, "fill_mode": "wrap"}),
     ("pad", {"padding": 5, "fill_mode": "constant", "cval": 200}),
     ("resize", {"height": 80, "width": 61, "interpolation": "area"}),
