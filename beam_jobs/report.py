@@ -91,7 +91,7 @@ def contact_sheet(records: list[dict]) -> Image.Image:
 
 def _save(img: Image.Image, path: str) -> None:
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    img.save(buf, format="PNG", compress_level=1)  # a report picture: speed over the last few percent of size
     with FileSystems.create(path) as f:
         f.write(buf.getvalue())
 

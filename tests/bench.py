@@ -1,11 +1,14 @@
 """``make bench``: the whole job against hand-written loops on the same photos, in one run.
 
-    make bench                      # 1,000 images (flowers-mini x 5, else generated), K=5
-    make bench ARGS="--images 2000 --copies 10"
+    make bench                      # 1,000 images (flowers-mini x 5, else generated), K=5, JPEG quality 90
+    make bench ARGS="--images 2000 --copies 10 --no-sweeps"
 
 Prints one table (copies/s, ratio to the bare OpenCV loop, peak RSS) and writes bench-results/bench.json. The
 loops get their bytes from memory; the job reads files, decodes, augments, encodes and writes TFRecord + Parquet
-(so it does strictly more work). Numbers are measured on the machine running the command, never assumed.
+(so it does strictly more work). Then two sweeps: ~20,000 copies with 1 and 2 workers (whole-command and
+steady-state scaling, the latter from the difference between the two run sizes), and peak RSS of the job on 2,000
+and 20,000 input images (K=1) to show memory stays flat. Numbers are measured on the machine running the command,
+never assumed.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ from tests.fixtures import FLOWERS_MINI, encode, photo_like
 from transforms.functional.geometric import keras_transform_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
+QUALITY = 90  # the issue's reference figures use JPEG quality 90 everywhere
 
 
 def make_input(root: Path, images: int) -> Path:
-    """Replicates flowers-mini (or generated photo-like images) to ``images`` files in class folders."""
+    """Replicates flowers-mini (or generated photo-like images) to ``images`` files in class folders (hard links)."""
     if FLOWERS_MINI.is_dir():
         photos = sorted(p for p in FLOWERS_MINI.glob("*/*.jpg"))
     else:
@@ -49,7 +53,10 @@ def make_input(root: Path, images: int) -> Path:
         src = photos[i % len(photos)]
         dst = root / src.parent.name / f"{i // len(photos)}_{src.name}"
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
+        try:
+            os.link(src, dst)  # same bytes, new key: 20,000 inputs cost no disk
+        except OSError:
+            shutil.copyfile(src, dst)
     return root
 
 
@@ -66,7 +73,7 @@ def loop_ceiling(blobs: list[bytes], k: int) -> int:
     for b in blobs:
         img = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)
         for _ in range(k):
-            cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
             n += 1
     return n
 
@@ -83,7 +90,7 @@ def loop_opencv(blobs: list[bytes], k: int) -> int:
                                  borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
             if rng.random() < 0.5:
                 out = cv2.flip(out, 1)
-            cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
             n += 1
     return n
 
@@ -100,7 +107,7 @@ def loop_pillow(blobs: list[bytes], k: int) -> int:
             out = img.transform((w, h), Image.Transform.AFFINE, tuple(m[:2].ravel()), Image.Resampling.BILINEAR)
             if rng.random() < 0.5:
                 out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            out.save(io.BytesIO(), format="JPEG", quality=95)
+            out.save(io.BytesIO(), format="JPEG", quality=QUALITY)
             n += 1
     return n
 
@@ -118,7 +125,7 @@ def loop_keras(blobs: list[bytes], k: int) -> int:
         x = np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), dtype=np.float32)
         for _ in range(k):
             out = gen.random_transform(x)
-            Image.fromarray(out.astype(np.uint8)).save(io.BytesIO(), format="JPEG", quality=95)
+            Image.fromarray(out.astype(np.uint8)).save(io.BytesIO(), format="JPEG", quality=QUALITY)
             n += 1
     return n
 
@@ -149,7 +156,8 @@ def _tree_rss(pid: int) -> int:
 def run_job(source: Path, out: Path, k: int, extra: list[str]) -> dict:
     """Runs ``beam-expand run`` as a user would; returns wall time, records and peak RSS of the process tree."""
     cmd = [sys.executable, "-m", "beam_jobs.cli", "run", "--source", str(source), "--output", str(out),
-           "--copies", str(k), "--overwrite", "--no-progress", "--rotation-range", "30", "--width-shift-range", "0.1",
+           "--copies", str(k), "--quality", str(QUALITY), "--overwrite", "--no-progress",
+           "--rotation-range", "30", "--width-shift-range", "0.1",
            "--height-shift-range", "0.1", "--zoom-range", "0.2", "--horizontal-flip", *extra]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
@@ -174,17 +182,60 @@ def run_job(source: Path, out: Path, k: int, extra: list[str]) -> dict:
     return {"seconds": wall, "copies": records, "peak_rss_mb": peak / 2**20}
 
 
+def _rate(r: dict) -> float:
+    return r["copies"] / r["seconds"]
+
+
+WORKERS = {1: [], 2: ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]}
+
+
+def sweeps(work: Path, k: int, base: dict, scale_images: int, memory_images: list[int]) -> dict:
+    """Scaling on ~20,000 copies (whole command and steady state) and peak RSS against the input size."""
+    out: dict = {"scaling": {}, "memory": {}}
+    big = make_input(work / f"photos-{scale_images}", scale_images)
+    for workers, extra in WORKERS.items():
+        r = run_job(big, work / "out", k, extra)
+        small = base[workers]
+        # Steady state: the extra copies of the big run over its extra time (start-up and finalize cancel out).
+        r["steady_copies_per_s"] = (r["copies"] - small["copies"]) / max(r["seconds"] - small["seconds"], 1e-9)
+        out["scaling"][workers] = r
+        print(f"  measured {r['copies']:,} copies, {workers} worker(s): {_rate(r):,.0f} copies/s", file=sys.stderr)
+    for n in memory_images:
+        r = run_job(make_input(work / f"photos-{n}", n), work / "out", 1, [])
+        out["memory"][n] = r
+        print(f"  measured {n:,} images, K=1: peak RSS {r['peak_rss_mb']:,.0f} MB", file=sys.stderr)
+        shutil.rmtree(work / f"photos-{n}", ignore_errors=True)
+    return out
+
+
+def print_sweeps(result: dict) -> None:
+    """Prints the scaling and memory tables."""
+    one, two = result["scaling"][1], result["scaling"][2]
+    print(f"\n{one['copies']:,} copies: 1 worker {_rate(one):,.0f} copies/s, 2 workers {_rate(two):,.0f} copies/s; "
+          f"2 workers / 1 worker: {_rate(two) / _rate(one):.2f}x whole command, "
+          f"{two['steady_copies_per_s'] / one['steady_copies_per_s']:.2f}x steady state "
+          f"({one['steady_copies_per_s']:,.0f} vs {two['steady_copies_per_s']:,.0f} copies/s)")  # fmt: skip
+    sizes = sorted(result["memory"])
+    rss = [result["memory"][n]["peak_rss_mb"] for n in sizes]
+    cells = ", ".join(f"{n:,} images: {m:,.0f} MB" for n, m in zip(sizes, rss, strict=True))
+    print(f"peak RSS, 1 worker, K=1: {cells}; growth {rss[-1] / rss[0] - 1:+.1%}")
+
+
 def main(argv=None) -> int:
     """Runs every measurement and prints the table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--copies", type=int, default=5)
     ap.add_argument("--keras-images", type=int, default=100, help="Keras is slow: time it on fewer images")
+    ap.add_argument("--scale-images", type=int, default=4000, help="images of the scaling sweep (x K copies)")
+    ap.add_argument("--memory-images", default="2000,20000", help="input sizes of the memory sweep (K=1)")
+    ap.add_argument("--no-sweeps", action="store_true", help="skip the scaling and memory sweeps")
     ap.add_argument("--out", default=str(ROOT / "bench-results" / "bench.json"))
     ap.add_argument("--only-ops", action="store_true", help="only the per-op section")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
     work = Path(tempfile.mkdtemp(prefix="beam-expand-bench-"))
+    sweep = None
     try:
         source = make_input(work / "photos", args.images)
         blobs = [p.read_bytes() for p in sorted(source.glob("*/*.jpg"))]
@@ -205,29 +256,37 @@ def main(argv=None) -> int:
             seconds, n = timed(fn, subset, k)
             rows[name] = {"seconds": seconds, "copies": n, "peak_rss_mb": None}
             print(f"  measured {name}: {n / seconds:,.0f} copies/s", file=sys.stderr)
-        for name, extra in [
-            ("beam-expand run, 1 worker", []),
-            ("beam-expand run, 2 workers", ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]),
-        ]:
-            rows[name] = run_job(source, work / "out", k, extra)
-            print(f"  measured {name}: {rows[name]['copies'] / rows[name]['seconds']:,.0f} copies/s", file=sys.stderr)
+        base = {}
+        for workers, extra in WORKERS.items():
+            name = f"beam-expand run, {workers} worker{'s' if workers > 1 else ''}"
+            rows[name] = base[workers] = run_job(source, work / "out", k, extra)
+            print(f"  measured {name}: {_rate(rows[name]):,.0f} copies/s", file=sys.stderr)
+        if not args.no_sweeps:
+            sizes = [int(n) for n in args.memory_images.split(",")]
+            sweep = sweeps(work, k, base, args.scale_images, sizes)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    base = rows["bare OpenCV loop"]["copies"] / rows["bare OpenCV loop"]["seconds"]
-    print(f"\nbeam-expand bench: {len(blobs):,} photos x K={k}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}")  # fmt: skip
+    opencv = _rate(rows["bare OpenCV loop"])
+    keras = _rate(rows["Keras ImageDataGenerator loop"])
+    ceiling = _rate(rows["decode + K encodes (ceiling)"])
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    print(f"\nbeam-expand bench: {len(blobs):,} photos x K={k}, JPEG quality {QUALITY}, {machine}, "
+          f"Python {platform.python_version()}")  # fmt: skip
     print(f"{'what':34s} {'copies/s':>10s} {'vs OpenCV loop':>15s} {'peak RSS':>10s}")
     for name, r in rows.items():
-        rate = r["copies"] / r["seconds"]
-        r["copies_per_s"] = rate
+        r["copies_per_s"] = _rate(r)
         rss = f"{r['peak_rss_mb']:,.0f} MB" if r["peak_rss_mb"] else "-"
-        print(f"{name:34s} {rate:10,.0f} {rate / base:14.2f}x {rss:>10s}")
-    one, two = rows["beam-expand run, 1 worker"], rows["beam-expand run, 2 workers"]
-    print(f"2 workers / 1 worker: {(two['copies'] / two['seconds']) / (one['copies'] / one['seconds']):.2f}x "
-          "(whole command, start-up included)")  # fmt: skip
+        print(f"{name:34s} {r['copies_per_s']:10,.0f} {r['copies_per_s'] / opencv:14.2f}x {rss:>10s}")
+    one = _rate(base[1])
+    print(f"1 worker: {one / opencv:.2f}x the OpenCV loop, {one / ceiling:.0%} of the ceiling, "
+          f"{one / keras:.1f}x Keras; "
+          f"2 workers / 1 worker: {_rate(base[2]) / one:.2f}x (whole command, start-up included)")  # fmt: skip
+    if sweep:
+        print_sweeps(sweep)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"images": len(blobs), "copies": k, "rows": rows, "ops": per_op}, indent=2))
+    result = {"images": len(blobs), "copies": k, "quality": QUALITY, "rows": rows, "ops": per_op, "sweeps": sweep}
+    Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"results: {args.out}")
     return 0
 

@@ -111,6 +111,9 @@ def expand_image(
     if stats is not None:
         stats.append(pixel_sums(image))
 
+    # The recipe is the JSON list [*base_steps, *op steps, final]; the fixed parts are serialized once per source.
+    head, tail = _json(base_steps)[1:-1], _json(final)
+
     def record(pixels, copy_index: int, steps, name: str = label_name, bgra: bool = False) -> dict[str, Any]:
         return {
             "image": encode_image(pixels, image_format, quality, bgra=bgra),
@@ -118,7 +121,7 @@ def expand_image(
             "label_name": name,
             "source_key": key,
             "copy_index": copy_index,
-            "recipe": json.dumps(steps, separators=(",", ":"), sort_keys=True),
+            "recipe": "[" + ",".join(p for p in (head, _json(steps)[1:-1], tail) if p) + "]",
             "height": int(pixels.shape[0]),
             "width": int(pixels.shape[1]),
             "split": split,
@@ -126,16 +129,20 @@ def expand_image(
 
     records = []
     if include_original or not augment:
-        records.append(record(image, 0, [*base_steps, final]))
+        records.append(record(image, 0, []))
     copies = copies if augment else 0
     # Copies made only by channel-free ops (pure geometry) are made from a BGRA working copy: same pixels, less work.
     bgra = copies > 0 and policy.channel_free(label_name)
     working = to_working(image) if bgra else image
     for copy_index in range(1, copies + 1):
         pixels, steps, name = policy.augment(working, seed, key, copy_index, label_name)
-        records.append(record(pixels, copy_index, [*base_steps, *steps, final], name, bgra))
+        records.append(record(pixels, copy_index, steps, name, bgra))
     records[0]["source_start"] = True  # the sink counts sources by this mark
     return records
+
+
+def _json(value) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 def pixel_sums(image) -> dict[str, Any]:

@@ -206,7 +206,9 @@ class ImageDataGenerator(Op):
             out = fgeo.warp_affine_inverse(out, matrix, self.fill_mode, self.cval, self.interpolation_order)
         if shift is not None:
             out = fcolor.channel_shift(out, shift)
-        out = fgeo.flip(out, bool(params.get("flip_horizontal")), bool(params.get("flip_vertical")))
+        flip_h, flip_v = bool(params.get("flip_horizontal")), bool(params.get("flip_vertical"))
+        if flip_h or flip_v or out is image:  # the warp already made a new array: no copy just to not flip
+            out = fgeo.flip(out, flip_h, flip_v)
         if brightness is not None:
             out = fcolor.brightness_pil(out.astype(np.uint8), brightness)
         elif out.dtype != np.uint8:

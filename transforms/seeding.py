@@ -6,11 +6,13 @@ a rerun or a run with more workers must draw exactly the same numbers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
 
 
+@functools.lru_cache(maxsize=1024)  # the K copies of a source ask for the same digest
 def key_digest(source_key: str) -> tuple[int, int, int, int]:
     """Returns a stable 128-bit digest of ``source_key`` as four 32-bit words (blake2b, never ``hash()``)."""
     digest = hashlib.blake2b(source_key.encode("utf-8"), digest_size=16).digest()
