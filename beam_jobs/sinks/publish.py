@@ -29,59 +29,69 @@ class VerificationError(Exception):
     """A written shard does not match what the run reported."""
 
 
-def count_tfrecords(path: str, data: bytes | None = None) -> int:
-    """Walks a TFRecord file, checking every length and data CRC; returns the number of records.
+_CHUNK = 1 << 20
 
-    Args:
-        path: The file (named in errors; read when ``data`` is None).
-        data: The file's bytes, if already read.
+
+class _HashingReader:
+    """A read-only stream that feeds every byte it returns into a sha256 (verification reads each shard once)."""
+
+    def __init__(self, f):
+        self._f = f
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+
+    def read(self, n: int = -1) -> bytes:
+        """Reads up to ``n`` bytes (all when negative)."""
+        data = self._f.read(n) if n >= 0 else self._f.read()
+        self.sha256.update(data)
+        self.bytes += len(data)
+        return data
+
+    def drain(self) -> None:
+        """Reads (and hashes) whatever the counter left unread."""
+        while self.read(_CHUNK):
+            pass
+
+
+def count_tfrecords(path: str, f) -> int:
+    """Walks a TFRecord stream record by record, checking every length and data CRC; returns the record count.
 
     Raises:
         VerificationError: A truncated record or a CRC mismatch, with the record's offset.
     """
-    if data is None:
-        with FileSystems.open(path) as f:
-            data = f.read()
     n = offset = 0
-    while offset < len(data):
-        if offset + 12 > len(data):
+    while header := f.read(12):
+        if len(header) < 12:
             raise VerificationError(f"{path}: truncated record header at byte {offset}")
-        (length,) = struct.unpack_from("<Q", data, offset)
-        (length_crc,) = struct.unpack_from("<I", data, offset + 8)
-        if _masked_crc(data[offset : offset + 8]) != length_crc:
+        (length,) = struct.unpack_from("<Q", header)
+        (length_crc,) = struct.unpack_from("<I", header, 8)
+        if _masked_crc(header[:8]) != length_crc:
             raise VerificationError(f"{path}: bad length CRC at byte {offset}")
-        end = offset + 12 + length
-        if end + 4 > len(data):
+        body = f.read(length + 4)
+        if len(body) < length + 4:
             raise VerificationError(f"{path}: truncated record at byte {offset}")
-        (data_crc,) = struct.unpack_from("<I", data, end)
-        if _masked_crc(data[offset + 12 : end]) != data_crc:
+        (data_crc,) = struct.unpack_from("<I", body, length)
+        if _masked_crc(body[:length]) != data_crc:
             raise VerificationError(f"{path}: bad data CRC at byte {offset}")
         n += 1
-        offset = end + 4
+        offset += 12 + length + 4
     return n
 
 
-def count_parquet(path: str, data: bytes | None = None) -> int:
+def count_parquet(path: str, f) -> int:
     """Returns the number of rows a Parquet file's footer declares (reading the footer checks it is whole)."""
-    import io
-
     import pyarrow.parquet as pq
 
-    if data is None:
-        with FileSystems.open(path) as f:
-            data = f.read()
-    return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+    f.drain()  # the hash covers every byte; the footer is read again below, by seeking
+    with FileSystems.open(path) as seekable:
+        return pq.ParquetFile(seekable).metadata.num_rows
 
 
-def count_webdataset(path: str, data: bytes | None = None) -> int:
-    """Returns the number of samples (``.cls`` members) in a WebDataset tar shard."""
-    import io
+def count_webdataset(path: str, f) -> int:
+    """Returns the number of samples (``.cls`` members) in a WebDataset tar stream."""
     import tarfile
 
-    if data is None:
-        with FileSystems.open(path) as f:
-            data = f.read()
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tar:
+    with tarfile.open(fileobj=f, mode="r|") as tar:
         return sum(1 for m in tar if m.name.endswith(".cls"))
 
 
@@ -109,18 +119,20 @@ def verify_shard(path: str, fmt: str, expected: int | None = None, sha256: str |
     counters = {"tfrecord": count_tfrecords, "parquet": count_parquet, "webdataset": count_webdataset}
     try:
         with FileSystems.open(path) as f:
-            data = f.read()  # one read serves the count, the CRCs and the sha256
-        records = counters[fmt](path, data)
+            # One streamed read serves the count, the CRCs and the sha256; memory stays at one record or chunk.
+            stream = _HashingReader(f)
+            records = counters[fmt](path, stream)
+            stream.drain()
     except VerificationError:
         raise
     except Exception as e:  # a damaged Parquet footer, a missing file
         raise VerificationError(f"{path}: {type(e).__name__}: {e}") from None
     if expected is not None and records != expected:
         raise VerificationError(f"{path}: {records} records, expected {expected}")
-    digest = hashlib.sha256(data).hexdigest()
+    digest = stream.sha256.hexdigest()
     if sha256 is not None and digest != sha256:
         raise VerificationError(f"{path}: sha256 {digest}, expected {sha256}")
-    return {"records": records, "bytes": len(data), "sha256": digest}
+    return {"records": records, "bytes": stream.bytes, "sha256": digest}
 
 
 def publish(staging: str, output: str, run_id: str) -> None:
