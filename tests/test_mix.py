@@ -184,6 +184,13 @@ def test_other_class_partners_and_cutmix_labels(cutmix_run, capsys):
     info = capsys.readouterr().out
     assert "mixing: cutmix alpha 1; 100% of augmented copies; partners: other-class" in info
     assert "mixed 54, unmixed 0, no_partner 0, partner_unusable 0" in info
+    from beam_jobs.report import _samples
+
+    # The report shows one source per class with all its copies, whichever class a mix gave each copy.
+    samples = _samples(str(out), manifest)
+    assert set(samples) == set(CLASSES)
+    assert all(len(rs) == 3 and len({r["source_key"] for r in rs}) == 1 for rs in samples.values())
+    assert (out / "report.html").exists() and len(list((out / "report").glob("samples_*.png"))) == 3
 
 
 def test_same_class_partners_and_mix_fraction(tmp_path):

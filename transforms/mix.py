@@ -194,14 +194,13 @@ class Mixer:
     def _partner_source(self, key: str) -> tuple[np.ndarray, list[dict], str] | None:
         """Decodes (and resizes) a partner once per source; None when it cannot be used."""
         if key not in self._partners:
-            entry = self._item.partner_data.get(key)
+            self._partners[key] = None
+            entry = self._item.partner_data.get(key)  # None: the partner could not be read
             try:
-                if entry is None:
-                    raise DecodeError("unreadable", "the partner's bytes could not be read")
-                image, decode_step = decode_image(entry[1])
+                image, decode_step = decode_image(entry[1]) if entry is not None else (None, None)
             except DecodeError:
-                self._partners[key] = None
-            else:
+                image = None  # the partner is a dead letter of its own
+            if image is not None:
                 steps = [decode_step]
                 if self._resize is not None:
                     image = self._resize.apply(image, {})
