@@ -12,12 +12,14 @@ to Beam untouched (a typo such as ``--copys 3`` is an error, never a silent defa
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
 
 from beam_jobs.errors import JobFailed, UserError
 from transforms.functional.geometric import FILL_MODES
+from transforms.mix import PARTNER_MODES
 from transforms.registry import PolicyError
 
 KERAS_FLAGS = (
@@ -133,6 +135,14 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     job.add_argument("--target-per-class", type=int, help="bring every class to N records")
     job.add_argument("--copies-per-class", type=_class_counts, help="K per class, e.g. daisy=5,roses=20")
 
+    mix = p.add_argument_group("MixUp / CutMix (partners from the whole split; records get soft labels)")
+    mix.add_argument("--mixup", type=float, metavar="ALPHA", help="MixUp with lambda ~ Beta(ALPHA, ALPHA), e.g. 0.2")
+    mix.add_argument("--cutmix", type=float, metavar="ALPHA", help="CutMix with lambda ~ Beta(ALPHA, ALPHA), e.g. 1.0")
+    mix.add_argument("--mix-fraction", type=float, default=1.0, metavar="F",
+                     help="share of augmented copies that are mixed (default 1.0)")  # fmt: skip
+    mix.add_argument("--mix-partners", default="any", choices=PARTNER_MODES,
+                     help="whom an image is mixed with (default any)")  # fmt: skip
+
     keras = p.add_argument_group("Keras ImageDataGenerator flags (any of these replaces the default policy)")
     keras.add_argument("--rotation-range", type=float, help="degrees")
     keras.add_argument("--width-shift-range", type=_shift, help="fraction (<1), pixels (>=1), int or list")
@@ -217,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--source", help="dataset root or archive, if it moved since the run")
     rep.add_argument("--recipe", help="a recipe (JSON text or file) instead of a dataset directory")
     rep.add_argument("--image", help="the source image, with --recipe")
+    rep.add_argument("--partner-image", help="with --recipe of a mixed copy: the partner's source image")
     rep.add_argument("--out", help="write the replayed image here")
     return parser
 
@@ -305,6 +316,10 @@ def config_from_args(ns: argparse.Namespace):
         balance=ns.balance,
         target_per_class=ns.target_per_class,
         copies_per_class=ns.copies_per_class,
+        mixup=ns.mixup,
+        cutmix=ns.cutmix,
+        mix_fraction=ns.mix_fraction,
+        mix_partners=ns.mix_partners,
     )
 
 
@@ -323,8 +338,6 @@ def _ops(ns: argparse.Namespace) -> int:
     from transforms import catalog
 
     if ns.json:
-        import json
-
         print(json.dumps(catalog.catalog(), indent=2))
     else:
         print(catalog.markdown() if ns.markdown else catalog.text(), end="" if ns.markdown else "\n")
@@ -374,8 +387,10 @@ def _preview(ns: argparse.Namespace) -> int:
 
 
 def _replay(ns: argparse.Namespace) -> int:
+    from transforms.mix import partner_key
     from transforms.replay import ReplayError, replay
 
+    partner = None
     if ns.recipe:
         if not ns.image:
             raise UserError("--recipe needs --image (the source image)")
@@ -384,6 +399,9 @@ def _replay(ns: argparse.Namespace) -> int:
         recipe = open(ns.recipe).read() if os.path.exists(ns.recipe) else ns.recipe
         with open(ns.image, "rb") as f:
             data = f.read()
+        if ns.partner_image:
+            with open(ns.partner_image, "rb") as f:
+                partner = f.read()
         stored = None
     else:
         if not (ns.dataset_dir and ns.source_key is not None and ns.copy_index is not None):
@@ -393,8 +411,11 @@ def _replay(ns: argparse.Namespace) -> int:
         record = find_record(ns.dataset_dir, ns.source_key, ns.copy_index)
         recipe, stored = record["recipe"], record["image"]["bytes"]
         data = source_bytes(ns.dataset_dir, ns.source_key, ns.source)
+        mixed_with = partner_key(json.loads(recipe))
+        if mixed_with is not None:  # a MixUp/CutMix copy: its partner's source is replayed too
+            partner = source_bytes(ns.dataset_dir, mixed_with, ns.source)
     try:
-        out = replay(recipe, data)
+        out = replay(recipe, data, partner)
     except ReplayError as e:
         raise UserError(f"cannot replay: {e}") from None
     if ns.out:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from beam_jobs.errors import UserError
 from beam_jobs.sinks.writers import FORMATS
 from transforms.codec import ENCODINGS
+from transforms.mix import PARTNER_MODES, MixSpec
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -54,6 +56,10 @@ class JobConfig:
         balance: Bring every class to the largest class's record count (``beam_jobs.balance``).
         target_per_class: Bring every class to this many records.
         copies_per_class: ``((class, K), ...)`` explicit K per class.
+        mixup: MixUp's Beta alpha (``transforms.mix``); None for no MixUp.
+        cutmix: CutMix's Beta alpha; None for no CutMix. With both, each mixed copy picks one (p=0.5).
+        mix_fraction: Share of augmented copies that are mixed.
+        mix_partners: ``any``, ``same-class`` or ``other-class``: whom a source may be mixed with.
     """
 
     output: str
@@ -90,6 +96,10 @@ class JobConfig:
     balance: bool = False
     target_per_class: int | None = None
     copies_per_class: tuple[tuple[str, int], ...] | None = None
+    mixup: float | None = None
+    cutmix: float | None = None
+    mix_fraction: float = 1.0
+    mix_partners: str = "any"
 
     def __post_init__(self):
         """Validates every field, naming the flag and the allowed values."""
@@ -154,8 +164,35 @@ class JobConfig:
             raise UserError(f"--name must match {_NAME.pattern} (TFDS dataset names), got {self.name!r}")
         if not _NAME.match(self.split):
             raise UserError(f"--split must match {_NAME.pattern}, got {self.split!r}")
+        self._check_mix()
         if self.dataset is None and self.source is None:
             raise UserError("give --dataset (e.g. shapes, flowers) or --source <folder|archive|URL>")
+
+    def _check_mix(self) -> None:
+        for flag, alpha in (("--mixup", self.mixup), ("--cutmix", self.cutmix)):
+            if alpha is not None and not (alpha > 0 and math.isfinite(alpha)):
+                raise UserError(f"{flag} ALPHA must be > 0 (the Beta(alpha, alpha) of lambda; 0.2-1.0 is usual), "
+                                f"got {alpha}")  # fmt: skip
+        if not 0 < self.mix_fraction <= 1:
+            raise UserError(f"--mix-fraction must be in (0, 1], got {self.mix_fraction}")
+        if self.mix_partners not in PARTNER_MODES:
+            raise UserError(f"--mix-partners must be one of {', '.join(PARTNER_MODES)}, got {self.mix_partners!r}")
+        if self.mix is None:
+            if self.mix_fraction != 1.0 or self.mix_partners != "any":
+                raise UserError("--mix-fraction and --mix-partners need --mixup ALPHA and/or --cutmix ALPHA")
+            return
+        if self.copies == 0 and not (self.balance or self.target_per_class is not None or self.copies_per_class):
+            raise UserError("--mixup/--cutmix mix augmented copies; --copies 0 writes none")
+        if self.incremental:
+            raise UserError("--incremental cannot be combined with --mixup/--cutmix: a mixed copy depends on its "
+                            "partner, and partners are reassigned when the inputs change")  # fmt: skip
+
+    @property
+    def mix(self) -> MixSpec | None:
+        """The MixUp/CutMix settings, or None when the run does not mix."""
+        if self.mixup is None and self.cutmix is None:
+            return None
+        return MixSpec(self.mixup, self.cutmix, self.mix_fraction, self.mix_partners)
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the config as a JSON-able dict (for the manifest)."""

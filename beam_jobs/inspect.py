@@ -14,6 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 from beam_jobs.errors import UserError
 from beam_jobs.sinks.finalize import MANIFEST
 from beam_jobs.sinks.publish import SUCCESS, VerificationError, verify_shard
+from schemas.record import field_names
 
 
 def load_manifest(out: str) -> dict[str, Any]:
@@ -30,17 +31,21 @@ def load_manifest(out: str) -> dict[str, Any]:
 
 
 def verify(out: str) -> list[str]:
-    """Re-checks every shard (records, TFRecord CRCs, sha256) and the counts; returns the problems found."""
+    """Re-checks every shard (records, TFRecord CRCs, sha256, Parquet columns) and the counts; returns the problems."""
     manifest = load_manifest(out)
     problems = []
     if not FileSystems.exists(FileSystems.join(out, SUCCESS)):
         problems.append(f"{SUCCESS} is missing: the run that wrote {out} did not finish")
+    columns = field_names(mixed=bool(manifest.get("mix")))
     for fmt, shards in manifest["shards"].items():
         total = 0
         for shard in shards:
             path = FileSystems.join(out, shard["file"])
             try:
                 verify_shard(path, fmt, expected=shard["records"], sha256=shard.get("sha256"))
+                found = _parquet_columns(path) if fmt == "parquet" else columns
+                if found != columns:
+                    problems.append(f"{path}: columns {found}, the record declares {columns}")
             except VerificationError as e:
                 problems.append(str(e))
             total += shard["records"]
@@ -51,6 +56,7 @@ def verify(out: str) -> list[str]:
     c = manifest["counts"]
     if c["images_in"] != c["images_ok"] + c["dead_letters"]:
         problems.append(f"images_in {c['images_in']} != images_ok {c['images_ok']} + dead letters {c['dead_letters']}")
+    problems += _check_mix_counts(manifest)
     per_image = manifest["copies"] + int(manifest["include_original"])
     if manifest.get("copies_per_source"):  # a class-balancing plan: K differs per source
         dead = _dead_keys(out)
@@ -65,6 +71,27 @@ def verify(out: str) -> list[str]:
         if sc["records_out"] != expected:
             problems.append(f"split {split or 'all'}: records_out {sc['records_out']} != expected {expected}")
     return problems
+
+
+def _parquet_columns(path: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    with FileSystems.open(path) as f:
+        return pq.ParquetFile(f).schema_arrow.names
+
+
+def _check_mix_counts(manifest: dict[str, Any]) -> list[str]:
+    """In a mixed run, every augmented copy has one mix outcome (mixed, unmixed, no_partner, partner_unusable)."""
+    if not manifest.get("mix"):
+        return []
+    c = manifest["counts"]
+    augmented = manifest.get("augment_split", manifest.get("split", "train"))
+    split = c.get("per_split", {}).get(augmented, {"images_ok": 0, "records_out": 0})
+    copies = split["records_out"] - (split["images_ok"] if manifest["include_original"] else 0)
+    outcomes = sum(c.get("mix", {}).values())
+    if outcomes != copies:
+        return [f"mix outcomes {c.get('mix')} add up to {outcomes}, {augmented} has {copies} augmented copies"]
+    return []
 
 
 def _dead_keys(out: str) -> set[str]:
@@ -88,9 +115,21 @@ def info_text(out: str) -> str:
             + (" + original" if m["include_original"] else "")
             + f"; seed {m['seed']}; recipe schema v{m['recipe_schema_version']}; run {m.get('run_id', '?')}",
             _table(rows, ["class", "images in", "dead letters", "records"]),
+            *_mix_lines(m),
             f"source: {m['source']['path']} ({m['source']['kind']})",
             "policy:",
             policy_text(m["policy"]),
             "packages: " + ", ".join(f"{k} {v}" for k, v in sorted(m["packages"].items())),
         ]
     )
+
+
+def _mix_lines(m: dict[str, Any]) -> list[str]:
+    """What ``info`` says about MixUp/CutMix: the settings, the outcome counts and the extra fields."""
+    if not m.get("mix"):
+        return []
+    from transforms.mix import MIX_STATES, MixSpec
+
+    counts = ", ".join(f"{k} {m['counts'].get('mix', {}).get(k, 0):,}" for k in MIX_STATES)
+    return [f"mixing: {MixSpec.from_config(m['mix']).text()}", f"augmented copies: {counts}",
+            "fields: label = dominant image's class, label_b, mix_lambda, soft_label"]  # fmt: skip

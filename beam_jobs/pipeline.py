@@ -27,7 +27,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from beam_jobs import balance, refresh, summary
+from beam_jobs import balance, mixing, refresh, summary
 from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
@@ -40,6 +40,7 @@ from beam_jobs.sources.archive import list_archive
 from beam_jobs.sources.datasets import ResolvedSource, default_cache_dir, resolve
 from beam_jobs.sources.listing import Listing, list_folder, select
 from schemas.record import RECIPE_SCHEMA_VERSION
+from transforms.expand import split_of
 from transforms.policies import Policy
 
 LOCAL_RUNNER_NAME = "FnApiRunner (local, pinned by beam-expand)"
@@ -62,6 +63,7 @@ class JobPlan:
     split_map: dict[str, str] = field(default_factory=dict)
     copies_per_source: dict[str, int] = field(default_factory=dict)
     copy_plan: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mix_partners: dict[str, tuple[str | None, ...]] = field(default_factory=dict)
 
     def plan_copies(self) -> JobPlan:
         """Fills ``copies_per_source`` and ``copy_plan`` when a balancing option is set; returns self."""
@@ -76,6 +78,28 @@ class JobPlan:
                 self.listing.images, self.listing.class_names, c.copies, c.include_original, c.balance,
                 c.target_per_class, per_class,
             )  # fmt: skip
+        return self
+
+    @property
+    def input_splits(self) -> bool:
+        """Sources of TFDS / HF inputs keep the split their shard names give, unless ``--splits`` reassigns them."""
+        return self.source.kind in ("tfrecord", "parquet") and not self.config.splits
+
+    def augmented(self, key: str) -> bool:
+        """Whether a source is in the augmented split (the rule ``ExpandFn`` applies to each source)."""
+        c = self.config
+        if not (c.splits or self.input_splits or self.split_map):
+            return True
+        return split_of(key, c.splits, c.split, self.input_splits, self.split_map or None) == c.split
+
+    def plan_mix(self) -> JobPlan:
+        """Fills ``mix_partners`` when MixUp/CutMix is on (``beam_jobs.mixing``); returns self."""
+        c = self.config
+        if c.mix is not None:
+            copies = self.copies_per_source
+            self.mix_partners = mixing.plan_partners(
+                self.listing.images, c.seed, c.mix, lambda k: copies.get(k, c.copies), self.augmented
+            )
         return self
 
     @property
@@ -127,6 +151,7 @@ class JobPlan:
             "fingerprints": self.fingerprints(),
             "copy_plan": self.copy_plan or None,
             "copies_per_source": self.copies_per_source or None,
+            "mix": self.config.mix.to_config() if self.config.mix else None,
         }
 
     def image_entries(self) -> list[dict[str, Any]]:
@@ -185,7 +210,7 @@ def plan_job(config: JobConfig) -> JobPlan:
     name = config.name or dataset_name(source.name)
     plan = JobPlan(config, source, listing, prefix, license_bytes, name, config.policy)
     plan.split_map = {k: v for k, v in split_map.items() if not config.splits}
-    return plan.plan_copies()
+    return plan.plan_copies().plan_mix()
 
 
 def staging_dir(output: str, run_id: str) -> str:
@@ -211,7 +236,7 @@ def _plan_records(config: JobConfig, fmt: str) -> JobPlan:
     base = config.source.rstrip("/").rsplit("/", 1)[-1].split("*")[0] or "records"
     source = ResolvedSource(fmt, config.source, base, f"Expanded from {base} ({fmt}).")
     name = config.name or dataset_name(base.split(".")[0])
-    return JobPlan(config, source, listing, "", None, name, config.policy, files, root).plan_copies()
+    return JobPlan(config, source, listing, "", None, name, config.policy, files, root).plan_copies().plan_mix()
 
 
 def build_pipeline(
@@ -230,8 +255,7 @@ def build_pipeline(
     """
     c = plan.config
     run_id = run_id or uuid.uuid4().hex[:12]
-    # Sources of TFDS / HF inputs keep the split their shard names give, unless --splits reassigns them.
-    input_splits = plan.source.kind in ("tfrecord", "parquet") and not c.splits
+    input_splits = plan.input_splits
     split_args = {"splits": c.splits, "split": c.split, "augment_split": c.split, "input_splits": input_splits,
                   "split_map": plan.split_map or None}  # fmt: skip
     staging = staging_dir(c.output, run_id)
@@ -257,6 +281,8 @@ def build_pipeline(
         class_names=plan.listing.class_names,
         reuse=reuse,
         copies_per_source=plan.copies_per_source or None,
+        mix=c.mix.to_config() if c.mix else None,
+        mix_partners=plan.mix_partners,
         **split_args,
     )
     expanded = outputs.records
@@ -275,6 +301,7 @@ def build_pipeline(
             "max_shard_bytes": c.max_shard_mb * 1024 * 1024,
             "max_shard_records": c.records_per_shard,
             "progress_dir": progress_dir,
+            "mixed": c.mix is not None,
         },
         finalize_args={
             "output": c.output,
@@ -291,12 +318,13 @@ def build_pipeline(
             "image_format": c.image_format,
             "manifest": plan.manifest_base(argv),
             "license_bytes": plan.license_bytes,
+            "mixed": c.mix is not None,
         },
     )
 
 
 _OUR_FILES = re.compile(
-    r"^(README\.md|.+\.(tfrecord|parquet)-\d{5}-of-\d{5}|.+-\d{5}-of-\d{5}\.tar|dataset_info\.json|features\.json|label\.labels\.txt|"
+    r"^(README\.md|.+\.(tfrecord|parquet)-\d{5}-of-\d{5}|.+-\d{5}-of-\d{5}\.tar|dataset_info\.json|features\.json|label(_b)?\.labels\.txt|"
     r"beam_expand\.json|dead_letter\.jsonl|LICENSE\.txt|_SUCCESS|images|data|statistics\.json|report\.html|report)$"
 )
 
@@ -372,6 +400,9 @@ def run_job(
     plan = plan_job(config)
     if plan.copy_plan:
         print(balance.plan_text(plan.copy_plan), file=out)
+    if config.mix is not None:
+        planned = sum(p is not None for partners in plan.mix_partners.values() for p in partners)
+        print(f"mixing: {config.mix.text()}; {planned:,} copies planned with a partner", file=out)
     if config.dry_run:
         print(summary.dry_run_text(plan.dry_run()), file=out)
         return None

@@ -39,6 +39,11 @@ def summarize(steps: list[dict[str, Any]]) -> list[str]:
             parts.append("IDG " + " ".join(b for b in bits if b))
         elif "ops" in p and isinstance(p["ops"], list) and p["ops"] and "name" in p["ops"][0]:
             parts.append(op + ": " + ", ".join(f"{o['name']} {_num(o['magnitude'])}" for o in p["ops"]))
+        elif op == "mix":
+            mode = s["config"]["mode"]
+            skipped = p.get("skipped")
+            partner = (p["partner"]["source_key"] or "?").rsplit("/", 1)[-1]
+            parts.append(f"{mode} skipped ({skipped})" if skipped else f"{mode} {p['lambda']:.2f} + {partner}")
         elif op == "label_map":
             parts.append(f"label {p['from']}→{p['to']}")
         else:

@@ -5,6 +5,7 @@ Shapes between steps::
     ReadImages:    PBegin -> SourceImage (path for folders, bytes for archive members), reshuffled so that
                    decoding spreads over workers even when the input is one archive or a few files
     ExpandImages:  SourceImage -> {"records": record dict, "dead_letter": dict, "source_info": {key, sha256}}
+                   (with MixUp/CutMix, sources are first joined with their partners' bytes: beam_jobs.mixing)
     WriteDataset:  {"records", "dead_letter", "source_info"} -> manifest dict (one element, once published)
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from beam_jobs.mixing import PairWithPartners
 from beam_jobs.sinks.finalize import FinalizeFn
 from beam_jobs.sinks.shards import WriteShardsFn
 from beam_jobs.sources.archive import ReadArchiveFn
@@ -87,15 +89,20 @@ class ExpandImages(beam.PTransform):
     """Decodes each source once and emits its K copies; bad inputs go to the ``dead_letter`` output.
 
     Args:
+        mix_partners: In a MixUp/CutMix run (``mix`` among ``expand_args``), the partner plan of
+            ``beam_jobs.mixing.plan_partners``.
         **expand_args: Arguments of ``transforms.expand.ExpandFn``.
     """
 
-    def __init__(self, **expand_args):
+    def __init__(self, mix_partners: dict | None = None, **expand_args):
         super().__init__()
+        self._mix_partners = mix_partners
         self._args = expand_args
 
     def expand(self, sources):
         """Returns ``DoOutputsTuple`` with ``records``, ``dead_letter`` and ``source_info``."""
+        if self._args.get("mix"):
+            sources = sources | "PairWithPartners" >> PairWithPartners(self._mix_partners or {})
         return sources | "DecodeAugmentEncode" >> beam.ParDo(ExpandFn(**self._args)).with_outputs(
             DEAD_LETTER, SOURCE_INFO, REUSED, STATS, main="records"
         )

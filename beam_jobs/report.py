@@ -48,7 +48,8 @@ def _samples(out: str, manifest: dict) -> dict[str, list[dict]]:
     import pyarrow.parquet as pq
 
     files = sorted(m.path for m in FileSystems.match([out.rstrip("/") + "/*.parquet-*"])[0].metadata_list)
-    chosen: dict[str, str] = {}
+    chosen: dict[str, str] = {}  # class -> source shown for it
+    shown: dict[str, str] = {}  # and back
     rows: dict[str, list[dict]] = {}
     wanted = {n for n, v in manifest["counts"]["per_class"].items() if v["records_out"]}
     keys = ["label_name", "source_key", "copy_index"]
@@ -59,17 +60,18 @@ def _samples(out: str, manifest: dict) -> dict[str, list[dict]]:
             pf = pq.ParquetFile(f)
             for group in range(pf.num_row_groups):
                 meta = pf.read_row_group(group, columns=keys).to_pylist()
-                hits = [
-                    i
-                    for i, r in enumerate(meta)
-                    if chosen.setdefault(r["label_name"], r["source_key"]) == r["source_key"]
-                ]
+                for r in meta:
+                    if r["label_name"] not in chosen and r["source_key"] not in shown:
+                        chosen[r["label_name"]] = r["source_key"]
+                        shown[r["source_key"]] = r["label_name"]
+                # every record of a chosen source, also copies a label map or a mix gave another class
+                hits = [i for i, r in enumerate(meta) if r["source_key"] in shown]
                 if not hits:
                     continue
                 table = pf.read_row_group(group, columns=[*keys, "image", "recipe"])
                 for i in hits:
                     r = table.slice(i, 1).to_pylist()[0]
-                    rows.setdefault(r["label_name"], []).append(r)
+                    rows.setdefault(shown[r["source_key"]], []).append(r)
     return {n: sorted(v, key=lambda r: r["copy_index"])[: MAX_COPIES_SHOWN + 1] for n, v in sorted(rows.items())}
 
 
@@ -80,6 +82,7 @@ def contact_sheet(records: list[dict]) -> Image.Image:
     for r in records:
         image = np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])).convert("RGB"))
         steps = [s for s in json.loads(r["recipe"]) if s["op"] not in ("decode", "encode", "resize")]
+        steps.sort(key=lambda s: s["op"] != "mix")  # a mixed copy's partner first: captions have few lines
         caption = [f"copy {r['copy_index']}" if r["copy_index"] else "original", *summarize(steps)]
         tiles.append(_tile(image, caption, font))
     w, h = tiles[0].size

@@ -61,6 +61,7 @@ def run_summary_text(manifest: dict[str, Any], wall_seconds: float, runner: str,
             _table(rows, ["class", "images in", "ok", "dead letters", "records out"]),
             f"ignored files: {c['ignored_files']}; skipped non-images: {c['skipped_non_images']}; "
             f"dead letters: {c['dead_letters']} (see dead_letter.jsonl); open {output.rstrip('/')}/report.html",
+            *([f"mix outcomes of augmented copies: {json.dumps(c['mix'])}"] if "mix" in c else []),
             f"runner: {runner}; wall time {wall_seconds:,.1f}s; {rate:,.1f} records/s",
             *(f"warning: {p}" for p in manifest["listing"].get("problems", [])),
         ]

@@ -1,9 +1,10 @@
 """The Parquet/Arrow form of the record, with Hugging Face ``datasets`` feature metadata.
 
 ``image`` is the struct ``{bytes: binary, path: string}`` that Hugging Face's ``Image`` feature uses, with
-nullable fields exactly as HF writes them (HF stops treating the column as an image otherwise); ``label`` is a
-``ClassLabel`` whose names travel in the schema's ``huggingface`` metadata. pyarrow, pandas and DuckDB see plain
-columns.
+nullable fields exactly as HF writes them (HF stops treating the column as an image otherwise); ``label`` (and
+``label_b`` in mixed runs) is a ``ClassLabel`` whose names travel in the schema's ``huggingface`` metadata;
+``soft_label`` is a fixed-size list of float32, HF's fixed-length ``Sequence(Value("float32"), length=classes)``.
+pyarrow, pandas and DuckDB see plain columns.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from schemas.record import FIELDS
+from schemas.record import FIELDS, MIX_FIELDS, record_fields
 
 IMAGE_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
-_ARROW = {"image": IMAGE_TYPE, "class_label": pa.int64(), "int64": pa.int64(), "string": pa.string()}
+_ARROW = {"image": IMAGE_TYPE, "class_label": pa.int64(), "int64": pa.int64(), "string": pa.string(),
+          "float32": pa.float32()}  # fmt: skip
+_KINDS = {f.name: f.kind for f in FIELDS + MIX_FIELDS}
+
+
+def _arrow_type(kind: str, num_classes: int) -> pa.DataType:
+    return pa.list_(pa.float32(), num_classes) if kind == "class_probs" else _ARROW[kind]
 
 
 def _hf_feature(kind: str, class_names: Sequence[str]) -> dict:
@@ -24,21 +31,26 @@ def _hf_feature(kind: str, class_names: Sequence[str]) -> dict:
         return {"_type": "Image"}
     if kind == "class_label":
         return {"names": list(class_names), "_type": "ClassLabel"}
-    return {"dtype": "int64" if kind == "int64" else "string", "_type": "Value"}
+    if kind == "class_probs":  # "Sequence" is read by every datasets release (5.x reads it as List(length=n))
+        return {"feature": {"dtype": "float32", "_type": "Value"}, "length": len(class_names), "_type": "Sequence"}
+    return {"dtype": {"int64": "int64", "float32": "float32"}.get(kind, "string"), "_type": "Value"}
 
 
-def arrow_schema(class_names: Sequence[str]) -> pa.Schema:
+def arrow_schema(class_names: Sequence[str], mixed: bool = False) -> pa.Schema:
     """Builds the Arrow schema of the record.
 
     Args:
-        class_names: Class names in label order; stored as the HF ``ClassLabel`` names.
+        class_names: Class names in label order; stored as the HF ``ClassLabel`` names (and the length of
+            ``soft_label``).
+        mixed: The run mixes images (MixUp/CutMix): add ``label_b``, ``mix_lambda`` and ``soft_label``.
 
     Returns:
         A schema with one nullable field per declared record field and ``huggingface`` metadata.
     """
-    fields = [pa.field(f.name, _ARROW[f.kind], nullable=True) for f in FIELDS]
-    hf = {"info": {"features": {f.name: _hf_feature(f.kind, class_names) for f in FIELDS}}}
-    return pa.schema(fields, metadata={b"huggingface": json.dumps(hf).encode("utf-8")})
+    fields = record_fields(mixed)
+    columns = [pa.field(f.name, _arrow_type(f.kind, len(class_names)), nullable=True) for f in fields]
+    hf = {"info": {"features": {f.name: _hf_feature(f.kind, class_names) for f in fields}}}
+    return pa.schema(columns, metadata={b"huggingface": json.dumps(hf).encode("utf-8")})
 
 
 def records_to_table(records: Sequence[dict], schema: pa.Schema) -> pa.Table:
@@ -47,9 +59,9 @@ def records_to_table(records: Sequence[dict], schema: pa.Schema) -> pa.Table:
     The image path is left null: the bytes are the image, and a worker path would leak local layout.
     """
     columns = {}
-    for f in FIELDS:
-        values = [r[f.name] for r in records]
-        if f.kind == "image":
+    for name in schema.names:
+        values = [r[name] for r in records]
+        if _KINDS[name] == "image":
             values = [{"bytes": v, "path": None} for v in values]
-        columns[f.name] = values
+        columns[name] = values
     return pa.Table.from_pydict(columns, schema=schema)

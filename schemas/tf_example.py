@@ -7,6 +7,7 @@ written here straight in the protobuf wire format:
     Features { map<string, Feature> feature = 1; }      # map entry: { string key = 1; Feature value = 2; }
     Feature  { oneof { BytesList bytes_list = 1; FloatList float_list = 2; Int64List int64_list = 3; } }
     BytesList { repeated bytes value = 1; }   Int64List { repeated int64 value = 1 [packed = true]; }
+    FloatList { repeated float value = 1 [packed = true]; }           # little-endian IEEE float32
 
 Keys are written in sorted order, so the same record always gives the same bytes. ``tf_feature_spec`` (which
 does import TensorFlow) is for readers and tests.
@@ -14,10 +15,11 @@ does import TensorFlow) is for readers and tests.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import Any
 
-from schemas.record import FIELDS
+from schemas.record import record_fields
 
 
 def _varint(value: int) -> bytes:
@@ -41,6 +43,9 @@ def _feature(kind: str, value: Any) -> bytes:
     if kind in ("int64", "class_label"):
         packed = b"".join(_varint(int(v)) for v in _as_list(value))
         return _delimited(3, _delimited(1, packed))
+    if kind in ("float32", "class_probs"):
+        values = _as_list(value)
+        return _delimited(2, _delimited(1, struct.pack(f"<{len(values)}f", *values)))
     items = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in _as_list(value)]
     return _delimited(1, b"".join(_delimited(1, item) for item in items))
 
@@ -49,10 +54,12 @@ def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
-_KINDS = {f.name: f.kind for f in FIELDS}
-_ORDER = sorted(_KINDS)
-# The bytes before each value never change: precompute "map entry tag + key" per field.
-_KEYS = {name: _delimited(1, name.encode("utf-8")) for name in _ORDER}
+# Per record kind (plain, mixed): (name, kind, "map entry tag + key" bytes) per field, in key order; the bytes
+# before each value never change.
+_LAYOUTS = {
+    mixed: tuple((f.name, f.kind, _delimited(1, f.name.encode("utf-8"))) for f in sorted(fields, key=lambda f: f.name))
+    for mixed, fields in ((False, record_fields(False)), (True, record_fields(True)))
+}
 _SMALL = [_varint(i) for i in range(128)]  # most ints here (labels, copy indices) are small
 
 
@@ -62,12 +69,14 @@ def _int_feature(value: int) -> bytes:
     return b"\x1a" + _SMALL[len(packed)] + packed  # Feature { int64_list = 3 }
 
 
-def encode_example(record: Mapping[str, Any]) -> bytes:
+def encode_example(record: Mapping[str, Any], mixed: bool = False) -> bytes:
     """Serializes one record as a ``tf.train.Example``.
 
     Args:
-        record: Mapping from every field of ``schemas.FIELDS`` to its value (``bytes`` for the image, ``int``
-            or ``str`` for the rest).
+        record: Mapping from every field of ``schemas.record_fields(mixed)`` to its value (``bytes`` for the
+            image, ``int`` or ``str`` for most, ``float`` for ``float32``, a list of floats for ``class_probs``);
+            other keys are ignored.
+        mixed: Write the fields of a MixUp/CutMix run (``label_b``, ``mix_lambda``, ``soft_label`` too).
 
     Returns:
         The serialized Example; it parses into the same message TensorFlow builds from these values, and the
@@ -77,22 +86,37 @@ def encode_example(record: Mapping[str, Any]) -> bytes:
         KeyError: If a declared field is missing.
     """
     entries = []
-    for name in _ORDER:
+    for name, kind, key in _LAYOUTS[mixed]:
         value = record[name]
-        if _KINDS[name] in ("int64", "class_label") and isinstance(value, int):
+        if kind in ("int64", "class_label") and isinstance(value, int):
             feature = _int_feature(value)
         else:
-            feature = _feature(_KINDS[name], value)
-        entries.append(_delimited(1, _KEYS[name] + _delimited(2, feature)))
+            feature = _feature(kind, value)
+        entries.append(_delimited(1, key + _delimited(2, feature)))
     return _delimited(1, b"".join(entries))
 
 
-def tf_feature_spec() -> dict:
-    """Returns the ``tf.io.parse_single_example`` spec for the record (imports TensorFlow)."""
+def tf_feature_spec(mixed: bool = False, num_classes: int | None = None) -> dict:
+    """Returns the ``tf.io.parse_single_example`` spec for the record (imports TensorFlow).
+
+    Args:
+        mixed: The dataset was written with ``--mixup`` / ``--cutmix`` (its records carry ``label_b``,
+            ``mix_lambda`` and ``soft_label``; ``beam_expand.json`` says so under ``mix``).
+        num_classes: Length of ``soft_label``; needed when ``mixed``.
+
+    Raises:
+        ValueError: ``mixed`` without ``num_classes``.
+    """
     import tensorflow as tf
 
-    dtype = {"image": tf.string, "string": tf.string, "int64": tf.int64, "class_label": tf.int64}
-    return {f.name: tf.io.FixedLenFeature([], dtype[f.kind]) for f in FIELDS}
+    if mixed and not num_classes:
+        raise ValueError("a mixed dataset's spec needs num_classes (the length of soft_label)")
+    dtype = {"image": tf.string, "string": tf.string, "int64": tf.int64, "class_label": tf.int64,
+             "float32": tf.float32, "class_probs": tf.float32}  # fmt: skip
+    return {
+        f.name: tf.io.FixedLenFeature([num_classes] if f.kind == "class_probs" else [], dtype[f.kind])
+        for f in record_fields(mixed)
+    }
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -136,8 +160,6 @@ def decode_example(data: bytes) -> dict[str, list]:
     Raises:
         ValueError: The bytes are not a well-formed Example.
     """
-    import struct
-
     out: dict[str, list] = {}
     for number, _, features in _fields(data):
         if number != 1:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from schemas.record import FIELDS
+from schemas.record import record_fields
 
 FILEPATH_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
 _PREFIX = "tensorflow_datasets.core.features."
@@ -29,22 +29,28 @@ def _feature(kind: str, num_classes: int, image_format: str) -> dict:
             "pythonClassName": _PREFIX + "class_label_feature.ClassLabel",
             "classLabel": {"numClasses": str(num_classes)},
         }
-    if kind == "int64":
+    if kind in ("int64", "float32"):
         return {
             "pythonClassName": _PREFIX + "scalar.Scalar",
-            "tensor": {"shape": {}, "dtype": "int64", "encoding": "none"},
+            "tensor": {"shape": {}, "dtype": kind, "encoding": "none"},
+        }
+    if kind == "class_probs":  # tfds.features.Tensor(shape=(num_classes,), dtype=np.float32)
+        return {
+            "pythonClassName": _PREFIX + "tensor_feature.Tensor",
+            "tensor": {"shape": {"dimensions": [str(num_classes)]}, "dtype": "float32", "encoding": "none"},
         }
     return {"pythonClassName": _PREFIX + "text_feature.Text", "text": {}}
 
 
-def features_json(num_classes: int, image_format: str) -> dict:
+def features_json(num_classes: int, image_format: str, mixed: bool = False) -> dict:
     """Returns the content of TFDS's ``features.json`` for the record.
 
     Args:
-        num_classes: Number of classes of ``label``.
+        num_classes: Number of classes of ``label`` (and length of ``soft_label``).
         image_format: ``jpeg`` or ``png`` (TFDS cannot decode WebP).
+        mixed: The run mixes images: add ``label_b``, ``mix_lambda`` and ``soft_label``.
     """
-    features = {f.name: _feature(f.kind, num_classes, image_format) for f in FIELDS}
+    features = {f.name: _feature(f.kind, num_classes, image_format) for f in record_fields(mixed)}
     return {
         "pythonClassName": _PREFIX + "features_dict.FeaturesDict",
         "featuresDict": {"features": features},

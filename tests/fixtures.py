@@ -62,13 +62,17 @@ def make_tgz(folder: Path, target: Path, top: str = "flower_photos", extra: dict
 
 
 def read_tfrecords(out: Path) -> list[dict]:
-    """Reads every TFRecord shard in ``out`` with tf.data and returns plain dicts."""
+    """Reads every TFRecord shard in ``out`` with tf.data (the spec derived for the run) and returns plain dicts."""
+    import json
+
     import tensorflow as tf
 
     from schemas.tf_example import tf_feature_spec
 
+    manifest = json.loads((out / "beam_expand.json").read_text()) if (out / "beam_expand.json").exists() else {}
+    spec = tf_feature_spec(mixed=bool(manifest.get("mix")), num_classes=len(manifest.get("class_names", [])))
     files = sorted(str(p) for p in out.glob("*.tfrecord-*"))
-    ds = tf.data.TFRecordDataset(files).map(lambda x: tf.io.parse_single_example(x, tf_feature_spec()))
+    ds = tf.data.TFRecordDataset(files).map(lambda x: tf.io.parse_single_example(x, spec))
     rows = []
     for r in ds.as_numpy_iterator():
         rows.append({k: (v.decode() if isinstance(v, bytes) and k != "image" else v) for k, v in r.items()})

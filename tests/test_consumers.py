@@ -131,9 +131,11 @@ def test_webdataset_and_image_folder_exports(image_folder, tmp_path):
     assert len(read_tfrecords(again)) == 24
 
 
-def test_hugging_face_loads_the_directory_without_data_files(split_dataset):
+def test_hugging_face_loads_the_directory_without_data_files(split_dataset, tmp_path):
     datasets = pytest.importorskip("datasets")
     _, out, manifest = split_dataset
-    ds = datasets.load_dataset(str(out))
+    # A private cache: HF keys a local directory's cache by its name and file patterns, so another run's "out"
+    # in the shared ~/.cache would be returned instead.
+    ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf"))
     assert set(ds) == {"train", "validation"}
     assert ds["validation"].num_rows == manifest["counts"]["per_split"]["validation"]["records_out"]

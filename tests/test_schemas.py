@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from beam_jobs.sinks.writers import tfrecord_frame
-from schemas import FIELDS, field_names
+from schemas import FIELDS, field_names, record_fields
 from schemas.arrow import IMAGE_TYPE, arrow_schema, records_to_table
 from schemas.tf_example import encode_example, tf_feature_spec
 from schemas.tfds_metadata import features_json
@@ -24,29 +24,67 @@ RECORD = {
     "height": 240,
     "width": 320,
 }
+MIXED = {**RECORD, "label_b": 1, "mix_lambda": 0.625, "soft_label": [0.0, 0.375, 0.0, 0.625]}
 
 
-def test_every_derived_form_lists_the_declared_fields():
-    names = field_names()
-    assert names == [f.name for f in FIELDS]
-    assert list(tf_feature_spec()) == names
-    assert arrow_schema(["a"]).names == names
-    assert list(features_json(1, "jpeg")["featuresDict"]["features"]) == names
-    hf = json.loads(arrow_schema(["a"]).metadata[b"huggingface"])
+@pytest.mark.parametrize("mixed", [False, True])
+def test_every_derived_form_lists_the_declared_fields(mixed):
+    names = field_names(mixed)
+    assert names == [f.name for f in record_fields(mixed)]
+    assert names[: len(FIELDS)] == [f.name for f in FIELDS]  # mixed runs only add fields, after the plain ones
+    assert list(tf_feature_spec(mixed, num_classes=4)) == names
+    assert arrow_schema(["a"] * 4, mixed).names == names
+    assert list(features_json(4, "jpeg", mixed)["featuresDict"]["features"]) == names
+    hf = json.loads(arrow_schema(["a"] * 4, mixed).metadata[b"huggingface"])
     assert list(hf["info"]["features"]) == names
 
 
-def test_example_encoding_parses_into_the_message_tensorflow_builds():
+@pytest.mark.parametrize("record", [RECORD, MIXED], ids=["plain", "mixed"])
+def test_example_encoding_parses_into_the_message_tensorflow_builds(record):
+    fields = record_fields(mixed=record is MIXED)
     ex = tf.train.Example()
-    for f in FIELDS:
-        v = RECORD[f.name]
+    for f in fields:
+        v = record[f.name]
         if f.kind in ("int64", "class_label"):
             ex.features.feature[f.name].int64_list.value.append(v)
+        elif f.kind in ("float32", "class_probs"):
+            ex.features.feature[f.name].float_list.value.extend(v if isinstance(v, list) else [v])
         else:
             ex.features.feature[f.name].bytes_list.value.append(v.encode() if isinstance(v, str) else v)
-    ours = tf.train.Example.FromString(encode_example(RECORD))
+    mixed = record is MIXED
+    ours = tf.train.Example.FromString(encode_example(record, mixed))
     assert ours == ex
-    assert encode_example(dict(reversed(list(RECORD.items())))) == encode_example(RECORD)
+    assert encode_example(dict(reversed(list(record.items()))), mixed) == encode_example(record, mixed)
+
+
+def test_plain_records_stay_plain_and_mixed_ones_parse_with_the_derived_spec():
+    from schemas.tf_example import decode_example
+
+    assert sorted(decode_example(encode_example(MIXED))) == sorted(field_names())  # the default is the plain record
+    parsed = tf.io.parse_single_example(encode_example(MIXED, mixed=True), tf_feature_spec(True, 4))
+    assert parsed["soft_label"].shape == (4,) and parsed["soft_label"].dtype == tf.float32
+    assert parsed["soft_label"].numpy().tolist() == MIXED["soft_label"] and float(parsed["mix_lambda"]) == 0.625
+    assert int(parsed["label_b"]) == 1
+    with pytest.raises(ValueError, match="num_classes"):
+        tf_feature_spec(mixed=True)
+
+
+def test_mixed_arrow_and_tfds_metadata_declare_soft_labels():
+    names = ["a", "b", "c", "d"]
+    schema = arrow_schema(names, mixed=True)
+    table = records_to_table([MIXED], schema)
+    assert table.schema.field("soft_label").type == pa.list_(pa.float32(), 4)
+    assert table.schema.field("mix_lambda").type == pa.float32()
+    assert table.to_pylist()[0]["soft_label"] == MIXED["soft_label"]
+    hf = json.loads(schema.metadata[b"huggingface"])["info"]["features"]
+    assert hf["soft_label"] == {"feature": {"dtype": "float32", "_type": "Value"}, "length": 4, "_type": "Sequence"}
+    assert hf["label_b"] == {"names": names, "_type": "ClassLabel"}
+    assert hf["mix_lambda"] == {"dtype": "float32", "_type": "Value"}
+    tfds_features = features_json(4, "png", mixed=True)["featuresDict"]["features"]
+    assert tfds_features["soft_label"]["tensor"] == {"shape": {"dimensions": ["4"]}, "dtype": "float32",
+                                                     "encoding": "none"}  # fmt: skip
+    assert tfds_features["soft_label"]["pythonClassName"].endswith("tensor_feature.Tensor")
+    assert tfds_features["label_b"]["classLabel"] == {"numClasses": "4"}
 
 
 def test_negative_int64_round_trips():

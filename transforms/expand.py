@@ -10,7 +10,9 @@ Shape of the data::
                   -> 'stats' tag: (split, per-channel pixel sums of the decoded source) for dataset statistics
 
 Decode happens once per source, resize once per source, then K augment+encode steps, all fused in one call: no
-pixels ever leave the worker. A source yields all of its records from one ``process`` call, or none.
+pixels ever leave the worker. A source yields all of its records from one ``process`` call, or none. In a run
+with MixUp/CutMix the element is a ``transforms.mix.MixInput`` (the source plus its partners' encoded bytes) and a
+``Mixer`` mixes each copy with its partner's copy (see ``transforms.mix``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from apache_beam.metrics import Metrics
 from schemas.source import SourceImage
 from transforms.codec import DecodeError, decode_image, encode_image, encode_step, to_working
 from transforms.geometric import Resize
+from transforms.mix import Mixer, MixInput, MixSpec
 from transforms.policies import Policy
 from transforms.seeding import assign_split
 
@@ -76,6 +79,7 @@ def expand_image(
     split: str = "train",
     augment: bool = True,
     stats: list | None = None,
+    mix: Mixer | None = None,
 ) -> list[dict[str, Any]]:
     """Decodes one source image and returns its output records.
 
@@ -95,6 +99,7 @@ def expand_image(
         split: The source's split (records carry it; shards are written per split).
         augment: False for evaluation splits: only the original is written (copy_index 0).
         stats: If given, the source's pixel sums (``pixel_sums``) are appended to it.
+        mix: Mixes the augmented copies with their partners' copies and adds the mix fields (mixed runs).
 
     Returns:
         Records (dicts with every field of ``schemas.FIELDS``), original first then copies 1..K.
@@ -132,12 +137,17 @@ def expand_image(
         records.append(record(image, 0, []))
     copies = copies if augment else 0
     # Copies made only by channel-free ops (pure geometry) are made from a BGRA working copy: same pixels, less work.
-    bgra = copies > 0 and policy.channel_free(label_name)
+    # Mixed copies stay RGB: the mixer blends them with partner copies made in RGB.
+    bgra = copies > 0 and mix is None and policy.channel_free(label_name)
     working = to_working(image) if bgra else image
     for copy_index in range(1, copies + 1):
         pixels, steps, name = policy.augment(working, seed, key, copy_index, label_name)
+        if mix is not None:
+            pixels, steps, name = mix.apply(pixels, steps, name, copy_index)
         records.append(record(pixels, copy_index, steps, name, bgra))
     records[0]["source_start"] = True  # the sink counts sources by this mark
+    if mix is not None:
+        mix.finish(records)
     return records
 
 
@@ -191,6 +201,7 @@ class ExpandFn(beam.DoFn):
         input_splits: Take each source's split from its key (TFDS / HF shard names), when ``splits`` is None.
         split_map: Key -> split from the dataset itself (e.g. flowers102's official split).
         copies_per_source: Key -> K from a class-balancing plan (others use ``copies``).
+        mix: ``MixSpec.to_config()`` in a MixUp/CutMix run (elements are then ``MixInput``s), else None.
     """
 
     def __init__(
@@ -210,7 +221,9 @@ class ExpandFn(beam.DoFn):
         input_splits: bool = False,
         split_map: dict[str, str] | None = None,
         copies_per_source: dict[str, int] | None = None,
+        mix: dict | None = None,
     ):
+        self._mix = mix
         self._split_map = split_map
         self._copies_per_source = copies_per_source or {}
         self._splits = [tuple(s) for s in splits] if splits else None
@@ -237,9 +250,12 @@ class ExpandFn(beam.DoFn):
         cv2.setNumThreads(1)
         self._policy = Policy.from_config(self._policy_config)
         self._resize = Resize(*self._image_size) if self._image_size else None
+        self._mix_spec = MixSpec.from_config(self._mix) if self._mix else None
 
-    def process(self, source: SourceImage):
+    def process(self, element: SourceImage | MixInput):
         """Yields the source's records, or one tagged dead letter."""
+        item = element if isinstance(element, MixInput) else MixInput(element)
+        source = item.source
         data = source.data
         if source.error is not None:
             self._dead.inc()
@@ -278,6 +294,9 @@ class ExpandFn(beam.DoFn):
                 split=split,
                 stats=stats,
                 augment=(split == self._augment_split) or not (self._splits or self._input_splits or self._split_map),
+                mix=Mixer(self._mix_spec, self._seed, item, self._policy.augment, self._resize, self._class_names)
+                if self._mix_spec
+                else None,
             )
         except DecodeError as e:
             self._dead.inc()

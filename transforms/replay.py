@@ -1,8 +1,9 @@
 """Re-deriving a copy from its source bytes and its recorded recipe, bit for bit.
 
 A recipe is the JSON list of steps ``{op, version, config, params}`` stored in every record: ``decode``, an
-optional ``resize``, the policy's ops with the params they drew, and ``encode``. Replay refuses steps whose op or
-version this build does not know, rather than guessing.
+optional ``resize``, the policy's ops with the params they drew, an optional ``mix`` step (MixUp/CutMix: it holds
+the partner's own steps, replayed from the partner's source bytes) and ``encode``. Replay refuses steps whose op
+or version this build does not know, rather than guessing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from transforms.codec import DECODE_VERSION, decode_image, encode_image
+from transforms.mix import MIX_VERSION, mix_step_pixels
 from transforms.registry import PolicyError, registered
 
 
@@ -20,25 +22,23 @@ class ReplayError(ValueError):
     """The recipe cannot be replayed by this build (unknown op or version, or a different source)."""
 
 
-def replay_pixels(recipe: list[dict[str, Any]] | str, source: bytes) -> tuple[np.ndarray, dict[str, Any]]:
-    """Applies every step but ``encode``; returns the pixels and the ``encode`` step's config.
-
-    Raises:
-        ReplayError: Unknown op or version, or a source that does not decode as the recipe says.
-    """
-    steps = json.loads(recipe) if isinstance(recipe, str) else recipe
-    if not steps or steps[0].get("op") != "decode" or steps[-1].get("op") != "encode":
-        raise ReplayError("a recipe starts with a 'decode' step and ends with an 'encode' step")
+def _run(steps: list[dict[str, Any]], source: bytes, partner_source: bytes | None) -> np.ndarray:
+    """Decodes ``source`` as ``steps[0]`` says and applies the remaining steps (none of them ``encode``)."""
     decode = steps[0]
+    if decode.get("op") != "decode":
+        raise ReplayError("a recipe starts with a 'decode' step")
     if decode.get("version") != DECODE_VERSION:
         raise ReplayError(f"decode step version {decode.get('version')!r} is not supported (this build: 1)")
     image, step = decode_image(source)
     if step["params"] != decode["params"]:
         raise ReplayError(f"the source decodes as {step['params']}, the recipe recorded {decode['params']}")
     table = registered()
-    for s in steps[1:-1]:
+    for s in steps[1:]:
         if s.get("op") == "label_map":
             continue  # changes the label, not the pixels
+        if s.get("op") == "mix":
+            image = _mix(image, s, partner_source)
+            continue
         cls = table.get(s.get("op"))
         if cls is None:
             raise ReplayError(f"unknown op {s.get('op')!r} in recipe; known ops: {', '.join(sorted(table))}")
@@ -51,10 +51,42 @@ def replay_pixels(recipe: list[dict[str, Any]] | str, source: bytes) -> tuple[np
         except (TypeError, ValueError) as e:
             raise PolicyError(f"op {cls.name!r}: {e}") from None
         image = op.apply(image, s.get("params", {}))
-    return image, steps[-1]["config"]
+    return image
 
 
-def replay(recipe: list[dict[str, Any]] | str, source: bytes) -> bytes:
+def _mix(image: np.ndarray, step: dict[str, Any], partner_source: bytes | None) -> np.ndarray:
+    if step.get("version") != MIX_VERSION:
+        raise ReplayError(f"mix step version {step.get('version')!r} is not supported (this build: {MIX_VERSION})")
+    params = step.get("params", {})
+    if "skipped" in params:
+        return image  # a planned mix that did not happen (no usable partner): the copy is unmixed
+    if partner_source is None:
+        raise ReplayError(f"this copy is mixed with {params['partner']['source_key']!r}: its source bytes are needed")
+    partner = _run(params["partner"]["steps"], partner_source, None)
+    return mix_step_pixels(image, partner, step)
+
+
+def replay_pixels(
+    recipe: list[dict[str, Any]] | str, source: bytes, partner_source: bytes | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Applies every step but ``encode``; returns the pixels and the ``encode`` step's config.
+
+    Args:
+        recipe: The record's recipe (JSON text or parsed).
+        source: The source image's bytes.
+        partner_source: For a mixed copy, the partner source's bytes (``transforms.mix.partner_key`` names it).
+
+    Raises:
+        ReplayError: Unknown op or version, a source that does not decode as the recipe says, or a mixed copy
+            without its partner's bytes.
+    """
+    steps = json.loads(recipe) if isinstance(recipe, str) else recipe
+    if not steps or steps[-1].get("op") != "encode":
+        raise ReplayError("a recipe starts with a 'decode' step and ends with an 'encode' step")
+    return _run(steps[:-1], source, partner_source), steps[-1]["config"]
+
+
+def replay(recipe: list[dict[str, Any]] | str, source: bytes, partner_source: bytes | None = None) -> bytes:
     """Returns the encoded copy that ``recipe`` describes, identical to the recorded ``image`` bytes."""
-    image, encode = replay_pixels(recipe, source)
+    image, encode = replay_pixels(recipe, source, partner_source)
     return encode_image(image, encode["format"], encode.get("quality", 95))

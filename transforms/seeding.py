@@ -36,6 +36,15 @@ def op_rng(seed: int, source_key: str, copy_index: int, op_index: int) -> np.ran
     return np.random.default_rng([seed, *key_digest(source_key), copy_index, op_index])
 
 
+# The MixUp/CutMix draws of a copy (``transforms.mix``) use their own stream: an op position no policy reaches.
+MIX_STREAM = 2**32 - 1
+
+
+def mix_rng(seed: int, source_key: str, copy_index: int) -> np.random.Generator:
+    """Returns the generator of one copy's mix draws (mode, lambda, box centre); independent of its policy's."""
+    return op_rng(seed, source_key, copy_index, MIX_STREAM)
+
+
 def stable_fraction(source_key: str, salt: str = "") -> float:
     """Maps a key to a deterministic number in [0, 1), e.g. for sampling or split assignment."""
     digest = hashlib.sha256(f"{salt}\0{source_key}".encode()).digest()

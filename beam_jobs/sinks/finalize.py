@@ -8,7 +8,8 @@ Output directory after a run::
 
     <name>-train.tfrecord-00000-of-0000N   tf.train.Example shards (TFDS layout)
     <name>-train.parquet-00000-of-0000N    Parquet shards (Hugging Face Image / ClassLabel features)
-    dataset_info.json, features.json, label.labels.txt    TFDS metadata (tfds.builder_from_directory)
+    dataset_info.json, features.json, label.labels.txt    TFDS metadata (tfds.builder_from_directory;
+                                           mixed runs add label_b.labels.txt)
     beam_expand.json                       the job manifest: counts, seed, policy, versions, input listing
     dead_letter.jsonl                      one line per input that produced no records (always present)
     LICENSE.txt                            the source's license, when it has one
@@ -32,7 +33,9 @@ from beam_jobs.sinks.publish import SUCCESS, publish, verify_shard
 from beam_jobs.sinks.shards import ShardReport
 from beam_jobs.sinks.writers import WRITERS
 from schemas.arrow import arrow_schema
+from schemas.record import record_fields
 from schemas.tfds_metadata import dataset_info_json, features_json
+from transforms.mix import MIX_STATES
 
 MANIFEST = "beam_expand.json"
 DEAD_LETTERS = "dead_letter.jsonl"
@@ -114,6 +117,7 @@ class FinalizeFn(beam.DoFn):
         license_bytes: Content of the source's license file, copied to ``LICENSE.txt``, or None.
         run_id: Unique id of this run (names the staging directory).
         max_bad_fraction: Fail without publishing when dead letters / inputs exceed this, or None.
+        mixed: The run mixes images (MixUp/CutMix): the mix fields are in the schema and counted.
     """
 
     def __init__(
@@ -130,7 +134,9 @@ class FinalizeFn(beam.DoFn):
         license_bytes: bytes | None = None,
         run_id: str = "",
         max_bad_fraction: float | None = None,
+        mixed: bool = False,
     ):
+        self._mixed = mixed
         self._output = output
         self._staging = staging
         self._run_id = run_id
@@ -159,7 +165,7 @@ class FinalizeFn(beam.DoFn):
         )
         if not kept:
             empty = FileSystems.join(self._temp_dir, f"{split}-{fmt}-empty")
-            WRITERS[fmt](empty, arrow_schema(self._class_names)).close()
+            WRITERS[fmt](empty, arrow_schema(self._class_names, self._mixed)).close()
             kept = [ShardReport(fmt, split, empty, 0, 0, "", {}, {})]
         count = len(kept)
         targets = [self._path(shard_name(self._name, split, fmt, i, count)) for i in range(count)]
@@ -218,13 +224,15 @@ class FinalizeFn(beam.DoFn):
 
         dead = sorted(dead_letters, key=lambda d: (d["source_key"], d["stage"]))
         write_text(self._path(DEAD_LETTERS), "".join(json.dumps(d, sort_keys=True) + "\n" for d in dead))
-        write_text(self._path("label.labels.txt"), "".join(n + "\n" for n in self._class_names))
+        for f in record_fields(self._mixed):  # TFDS reads a ClassLabel's names from <feature>.labels.txt
+            if f.kind == "class_label":
+                write_text(self._path(f"{f.name}.labels.txt"), "".join(n + "\n" for n in self._class_names))
         if "tfrecord" in self._formats:
             lengths = {sp: [s["records"] for s in shards["tfrecord"] if s["split"] == sp] for sp in splits}
             num_bytes = {sp: sum(s["bytes"] for s in shards["tfrecord"] if s["split"] == sp) for sp in splits}
             info = dataset_info_json(self._name, self._manifest.get("description", ""), lengths, num_bytes)
             write_text(self._path("dataset_info.json"), json.dumps(info, indent=2) + "\n")
-            features = features_json(len(self._class_names), self._image_format)
+            features = features_json(len(self._class_names), self._image_format, self._mixed)
             write_text(self._path("features.json"), json.dumps(features, indent=2) + "\n")
         if self._license is not None:
             write_bytes(self._path("LICENSE.txt"), self._license)
@@ -253,6 +261,11 @@ class FinalizeFn(beam.DoFn):
                 for n in [*self._class_names, *(k for k in images_in if k not in self._class_names)]
             },
         }
+        if self._mixed:  # augmented copies per outcome, from the written records
+            mix_states = Counter({state: 0 for state in MIX_STATES})
+            for r in counted:
+                mix_states.update(r.mix_states or {})
+            manifest["counts"]["mix"] = dict(mix_states)
         manifest["shards"] = shards
         manifest["run_id"] = self._run_id
         # Content hashes of every input that could be read (for refresh and incremental runs), and the pinned

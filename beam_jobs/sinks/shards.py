@@ -39,7 +39,8 @@ class ShardReport(NamedTuple):
         num_bytes: Bytes written (TFRecord: exact file size; Parquet: approximate payload).
         first_key: Smallest ``source_key`` in the file; orders shards deterministically.
         records_per_class: Records per class name.
-        sources_per_class: Source images per class name (counted once per source).
+        sources_per_class: Source images per class name (counted once per source, under its own class).
+        mix_states: In a mixed run, augmented copies per outcome (``transforms.mix.MIX_STATES``).
     """
 
     fmt: str
@@ -50,6 +51,7 @@ class ShardReport(NamedTuple):
     first_key: str
     records_per_class: dict[str, int]
     sources_per_class: dict[str, int]
+    mix_states: dict[str, int] | None = None
 
 
 class _OpenShard:
@@ -59,6 +61,7 @@ class _OpenShard:
         self.first_key: str | None = None
         self.per_class: Counter = Counter()
         self.sources: Counter = Counter()
+        self.mix_states: Counter = Counter()
 
 
 class WriteShardsFn(beam.DoFn):
@@ -71,6 +74,7 @@ class WriteShardsFn(beam.DoFn):
         max_shard_bytes: Roll over to a new file after this many bytes.
         progress_dir: Local directory where counts are dropped for the launcher's progress line, or None.
         max_shard_records: Roll over to a new file after this many records (between sources), or None.
+        mixed: The run mixes images: records carry the mix fields (``schemas.record.MIX_FIELDS``).
     """
 
     def __init__(
@@ -81,7 +85,9 @@ class WriteShardsFn(beam.DoFn):
         max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
         progress_dir: str | None = None,
         max_shard_records: int | None = None,
+        mixed: bool = False,
     ):
+        self._mixed = mixed
         self._max_shard_records = max_shard_records
         self._temp_dir = temp_dir
         self._formats = tuple(formats)
@@ -92,7 +98,7 @@ class WriteShardsFn(beam.DoFn):
 
     def setup(self):
         """Builds the Arrow schema once; picks a progress file name for this instance."""
-        self._schema = arrow_schema(self._class_names)
+        self._schema = arrow_schema(self._class_names, self._mixed)
         self._progress_path = None
         if self._progress_dir:
             self._progress_path = os.path.join(self._progress_dir, f"{uuid.uuid4().hex}.json")
@@ -126,6 +132,7 @@ class WriteShardsFn(beam.DoFn):
                 shard.first_key or "",
                 dict(shard.per_class),
                 dict(shard.sources),
+                dict(shard.mix_states) if self._mixed else None,
             )
         )
 
@@ -143,7 +150,9 @@ class WriteShardsFn(beam.DoFn):
             shard.records += 1
             shard.per_class[record["label_name"]] += 1
             if starts_source:
-                shard.sources[record["label_name"]] += 1
+                shard.sources[record.get("source_class", record["label_name"])] += 1
+            if "mix_state" in record:
+                shard.mix_states[record["mix_state"]] += 1
             if shard.first_key is None or key < shard.first_key:
                 shard.first_key = key
         self._progress_records += 1

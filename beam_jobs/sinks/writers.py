@@ -21,6 +21,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.arrow import records_to_table
+from schemas.record import MIX_FIELDS
 from schemas.tf_example import encode_example
 
 # Rows per Parquet row group: big enough to amortize per-batch cost, small enough to bound worker memory.
@@ -46,11 +47,12 @@ class TFRecordShardWriter:
     def __init__(self, path: str, schema: pa.Schema | None = None):
         self.path = path
         self._file = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        self._mixed = schema is not None and MIX_FIELDS[0].name in schema.names
         self.num_bytes = 0
 
     def write(self, record: dict[str, Any]) -> None:
         """Appends one record."""
-        frame = tfrecord_frame(encode_example(record))
+        frame = tfrecord_frame(encode_example(record, self._mixed))
         self._file.write(frame)
         self.num_bytes += len(frame)
 
@@ -139,6 +141,7 @@ class WebDatasetShardWriter:
         """Appends one sample (three members)."""
         stem = flat_name(record)
         meta = {k: record[k] for k in ("label", "label_name", "source_key", "copy_index", "height", "width")}
+        meta.update({f.name: record[f.name] for f in MIX_FIELDS if f.name in record})  # mixed runs
         meta["recipe"] = json.loads(record["recipe"]) if record["recipe"] else None
         self._add(f"{stem}.{_extension(record['image'])}", record["image"])
         self._add(f"{stem}.cls", str(record["label"]).encode())
