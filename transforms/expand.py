@@ -8,6 +8,7 @@ Shape of the data::
                   -> 'source_info' tag: {key, sha256, reused} of every source that produced records
                   -> 'reused' tag: keys whose bytes match the previous version (incremental refresh)
                   -> 'stats' tag: (split, per-channel pixel sums of the decoded source) for dataset statistics
+                  -> 'zca' tag: the decoded source's uint8 bytes (augmented split, with --zca) for the ZCA sums
 
 Decode happens once per source, resize once per source, then K augment+encode steps, all fused in one call: no
 pixels ever leave the worker. A source yields all of its records from one ``process`` call, or none.
@@ -30,6 +31,7 @@ from transforms.codec import DecodeError, decode_image, encode_image, encode_ste
 from transforms.geometric import Resize
 from transforms.policies import Policy
 from transforms.seeding import assign_split
+from transforms.tta import TTA
 
 _INPUT_SPLIT = re.compile(r"(?:^|[/-])(train|validation|test)(?=[-.]|$)")
 
@@ -55,6 +57,7 @@ DEAD_LETTER = "dead_letter"
 SOURCE_INFO = "source_info"
 REUSED = "reused"
 STATS = "stats"
+ZCA = "zca"
 METRICS_NAMESPACE = "beam_expand"
 
 
@@ -75,6 +78,8 @@ def expand_image(
     split: str = "train",
     augment: bool = True,
     stats: list | None = None,
+    tta: TTA | None = None,
+    pixels_out: list | None = None,
 ) -> list[dict[str, Any]]:
     """Decodes one source image and returns its output records.
 
@@ -94,6 +99,8 @@ def expand_image(
         split: The source's split (records carry it; shards are written per split).
         augment: False for evaluation splits: only the original is written (copy_index 0).
         stats: If given, the source's pixel sums (``pixel_sums``) are appended to it.
+        tta: Test-time views written after the original of an evaluation split's image (``view_index`` 1..N).
+        pixels_out: If given, the decoded (and resized) source is appended to it.
 
     Returns:
         Records (dicts with every field of ``schemas.FIELDS``), original first then copies 1..K.
@@ -109,6 +116,8 @@ def expand_image(
     final = encode_step(image_format, quality)
     if stats is not None:
         stats.append(pixel_sums(image))
+    if pixels_out is not None:
+        pixels_out.append(image)
 
     def record(pixels, copy_index: int, steps: list[dict[str, Any]], name: str = label_name) -> dict[str, Any]:
         return {
@@ -117,6 +126,7 @@ def expand_image(
             "label_name": name,
             "source_key": key,
             "copy_index": copy_index,
+            "view_index": 0,
             "recipe": json.dumps(steps, separators=(",", ":"), sort_keys=True),
             "height": int(pixels.shape[0]),
             "width": int(pixels.shape[1]),
@@ -126,6 +136,9 @@ def expand_image(
     records = []
     if include_original or not augment:
         records.append(record(image, 0, [*base_steps, final]))
+    if tta is not None and not augment:
+        for view, (pixels, steps) in enumerate(tta.views(image, seed, key, label_name), start=1):
+            records.append({**record(pixels, 0, [*base_steps, *steps, final]), "view_index": view})
     for copy_index in range(1, (copies if augment else 0) + 1):
         pixels, steps, name = policy.augment(image, seed, key, copy_index, label_name)
         records.append(record(pixels, copy_index, [*base_steps, *steps, final], name))
@@ -172,6 +185,8 @@ class ExpandFn(beam.DoFn):
         input_splits: Take each source's split from its key (TFDS / HF shard names), when ``splits`` is None.
         split_map: Key -> split from the dataset itself (e.g. flowers102's official split).
         copies_per_source: Key -> K from a class-balancing plan (others use ``copies``).
+        tta: ``transforms.tta`` config: test-time views of every image outside the augmented split, or None.
+        zca: Emit each augmented-split source's decoded pixels on the ``zca`` tag (for the ZCA sums).
     """
 
     def __init__(
@@ -191,7 +206,11 @@ class ExpandFn(beam.DoFn):
         input_splits: bool = False,
         split_map: dict[str, str] | None = None,
         copies_per_source: dict[str, int] | None = None,
+        tta: dict | None = None,
+        zca: bool = False,
     ):
+        self._tta_config = tta
+        self._zca = zca
         self._split_map = split_map
         self._copies_per_source = copies_per_source or {}
         self._splits = [tuple(s) for s in splits] if splits else None
@@ -218,6 +237,7 @@ class ExpandFn(beam.DoFn):
         cv2.setNumThreads(1)
         self._policy = Policy.from_config(self._policy_config)
         self._resize = Resize(*self._image_size) if self._image_size else None
+        self._tta = TTA.from_config(self._tta_config) if self._tta_config else None
 
     def process(self, source: SourceImage):
         """Yields the source's records, or one tagged dead letter."""
@@ -242,6 +262,8 @@ class ExpandFn(beam.DoFn):
             return
         split = split_of(source.key, self._splits, self._split, self._input_splits, self._split_map)
         stats: list = []
+        augment = (split == self._augment_split) or not (self._splits or self._input_splits or self._split_map)
+        decoded: list | None = [] if self._zca and augment else None
         try:
             records = expand_image(
                 data,
@@ -258,11 +280,14 @@ class ExpandFn(beam.DoFn):
                 class_names=self._class_names,
                 split=split,
                 stats=stats,
-                augment=(split == self._augment_split) or not (self._splits or self._input_splits or self._split_map),
+                augment=augment,
+                tta=self._tta,
+                pixels_out=decoded,
             )
         except DecodeError as e:
             self._dead.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(source, "decode", e.reason, e, data))
+            stage = getattr(e, "stage", "decode")
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(source, stage, e.reason, e, data))
             return
         self._images_ok.inc()
         self._copies_out.inc(len(records))
@@ -270,3 +295,5 @@ class ExpandFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(SOURCE_INFO, {"key": source.key, "sha256": digest, "reused": False})
         if stats and stats[0]["pixels"] and len(stats[0]["sum"]) == 3:
             yield beam.pvalue.TaggedOutput(STATS, (split, stats[0]))
+        if decoded:
+            yield beam.pvalue.TaggedOutput(ZCA, decoded[0].tobytes())
