@@ -104,6 +104,16 @@ def _class_counts(text: str) -> tuple[tuple[str, int], ...]:
         raise argparse.ArgumentTypeError(f"expected class=K,... (e.g. daisy=5,roses=20), got {text!r}") from None
 
 
+def _crop_size(text: str) -> list[int] | float:
+    """``224,224`` or ``224`` (pixels) or ``0.875`` (a fraction of each side)."""
+    try:
+        if "," in text:
+            return [int(t) for t in text.split(",", 1)]
+        return float(text) if "." in text else [int(text), int(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected H,W pixels, an int or a fraction (0.875), got {text!r}") from None
+
+
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -134,6 +144,13 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     job.add_argument("--balance", action="store_true", help="bring every class to the largest class's count")
     job.add_argument("--target-per-class", type=int, help="bring every class to N records")
     job.add_argument("--copies-per-class", type=_class_counts, help="K per class, e.g. daisy=5,roses=20")
+    job.add_argument(
+        "--tta",
+        help="test-time views of every evaluation image: flip, five_crop, ten_crop or POLICY:M (e.g. light:4)",
+    )
+    job.add_argument("--tta-crop-size", type=_crop_size, help="five/ten_crop size: H,W pixels or a fraction (0.875)")
+    job.add_argument("--zca", action="store_true", help="also write Keras's ZCA whitening matrix (zca.npz)")
+    job.add_argument("--zca-epsilon", type=float, default=1e-6, help="Keras's zca_epsilon (default 1e-6)")
 
     mix = p.add_argument_group("MixUp / CutMix (partners from the whole split; records get soft labels)")
     mix.add_argument("--mixup", type=float, metavar="ALPHA", help="MixUp with lambda ~ Beta(ALPHA, ALPHA), e.g. 0.2")
@@ -224,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("dataset_dir", nargs="?", help="output directory of a run")
     rep.add_argument("--source-key", help="the copy's source_key")
     rep.add_argument("--copy-index", type=int, help="the copy's copy_index")
+    rep.add_argument("--view-index", type=int, default=0, help="the test-time view's view_index (--tta; default 0)")
     rep.add_argument("--source", help="dataset root or archive, if it moved since the run")
     rep.add_argument("--recipe", help="a recipe (JSON text or file) instead of a dataset directory")
     rep.add_argument("--image", help="the source image, with --recipe")
@@ -281,6 +299,11 @@ def config_from_args(ns: argparse.Namespace):
         policy = load_policy(ns.policy or DEFAULT_PRESET)
     if not ns.output and not ns.dry_run:
         raise UserError("--output DIR is required (or use --dry-run)")
+    if ns.tta_crop_size is not None and not ns.tta:
+        raise UserError("--tta-crop-size goes with --tta five_crop or ten_crop")
+    from transforms.tta import parse_tta
+
+    tta = parse_tta(ns.tta, ns.tta_crop_size) if ns.tta else None
     return JobConfig(
         output=ns.output or "",
         dataset=ns.dataset,
@@ -320,6 +343,9 @@ def config_from_args(ns: argparse.Namespace):
         cutmix=ns.cutmix,
         mix_fraction=ns.mix_fraction,
         mix_partners=ns.mix_partners,
+        tta=tta,
+        zca=ns.zca,
+        zca_epsilon=ns.zca_epsilon,
     )
 
 
@@ -408,7 +434,7 @@ def _replay(ns: argparse.Namespace) -> int:
             raise UserError("give DATASET_DIR --source-key K --copy-index C, or --recipe R --image PATH")
         from beam_jobs.replay import find_record, source_bytes
 
-        record = find_record(ns.dataset_dir, ns.source_key, ns.copy_index)
+        record = find_record(ns.dataset_dir, ns.source_key, ns.copy_index, ns.view_index)
         recipe, stored = record["recipe"], record["image"]["bytes"]
         data = source_bytes(ns.dataset_dir, ns.source_key, ns.source)
         mixed_with = partner_key(json.loads(recipe))
@@ -425,7 +451,8 @@ def _replay(ns: argparse.Namespace) -> int:
         if out != stored:
             print("beam-expand: replay differs from the stored copy (library versions changed?)", file=sys.stderr)
             return 1
-        print(f"beam-expand: replayed {ns.source_key} copy {ns.copy_index}: bit-exact ({len(out):,} bytes)")
+        view = f" view {ns.view_index}" if ns.view_index else ""
+        print(f"beam-expand: replayed {ns.source_key} copy {ns.copy_index}{view}: bit-exact ({len(out):,} bytes)")
     else:
         print(f"beam-expand: replayed {len(out):,} bytes" + (f" to {ns.out}" if ns.out else ""))
     return 0

@@ -60,6 +60,9 @@ class JobConfig:
         cutmix: CutMix's Beta alpha; None for no CutMix. With both, each mixed copy picks one (p=0.5).
         mix_fraction: Share of augmented copies that are mixed.
         mix_partners: ``any``, ``same-class`` or ``other-class``: whom a source may be mixed with.
+        tta: Test-time views of every image outside the augmented split (``transforms.tta.parse_tta``), or None.
+        zca: Also compute Keras's ZCA whitening matrix over the augmented split (needs one small image size).
+        zca_epsilon: Keras's ``zca_epsilon``.
     """
 
     output: str
@@ -100,6 +103,9 @@ class JobConfig:
     cutmix: float | None = None
     mix_fraction: float = 1.0
     mix_partners: str = "any"
+    tta: dict[str, Any] | None = None
+    zca: bool = False
+    zca_epsilon: float = 1e-6
 
     def __post_init__(self):
         """Validates every field, naming the flag and the allowed values."""
@@ -167,6 +173,52 @@ class JobConfig:
         self._check_mix()
         if self.dataset is None and self.source is None:
             raise UserError("give --dataset (e.g. shapes, flowers) or --source <folder|archive|URL>")
+        if self.tta is not None:
+            self._check_tta()
+        if self.zca:
+            self._check_zca()
+
+    def _check_tta(self) -> None:
+        from transforms.registry import PolicyError
+        from transforms.tta import TTA
+
+        try:
+            tta = TTA.from_config(self.tta)
+        except PolicyError as e:
+            raise UserError(str(e)) from None
+        size = self.image_size
+        if isinstance(tta.crop, list) and size and (tta.crop[0] > size[0] or tta.crop[1] > size[1]):
+            raise UserError(f"--tta-crop-size {tta.crop[0]},{tta.crop[1]} is larger than --image-size "
+                            f"{self.image_size[0]},{self.image_size[1]}")  # fmt: skip
+        if tta.flips and (self.policy.get("label_map") or {}).get("hflip"):
+            raise UserError(
+                f"--tta {tta.kind} writes flipped views, but the policy's label_map changes labels on hflip: a "
+                "flipped view would need another label; use --tta five_crop or a policy without flips"
+            )
+
+    @property
+    def zca_shape(self) -> tuple[int, int, int] | None:
+        """(height, width, 3) of every decoded image when the size is fixed (``--image-size``, CSV pixel rows)."""
+        side = self.image_size or (self.image_shape[:2] if self.image_shape else None)
+        return (int(side[0]), int(side[1]), 3) if side else None
+
+    def _check_zca(self) -> None:
+        from beam_jobs.statistics import ZCA_MAX_FEATURES
+
+        shape = self.zca_shape
+        if shape is None:
+            raise UserError("--zca needs images of one fixed size: add --image-size H,W (e.g. 32,32)")
+        d = shape[0] * shape[1] * shape[2]
+        if d > ZCA_MAX_FEATURES:
+            raise UserError(
+                f"--zca is for small images: {shape[0]}x{shape[1]}x3 = {d:,} values per image, at most "
+                f"{ZCA_MAX_FEATURES:,} (32x32x3), because the ZCA matrix is values x values float64 "
+                f"({d * d * 8 / 1e6:,.0f} MB here); add --image-size 32,32 or smaller"
+            )
+        if not self.zca_epsilon > 0:
+            raise UserError(f"--zca-epsilon must be > 0, got {self.zca_epsilon}")
+        if self.incremental:
+            raise UserError("--zca needs every training image; --incremental skips unchanged ones")
 
     def _check_mix(self) -> None:
         for flag, alpha in (("--mixup", self.mixup), ("--cutmix", self.cutmix)):

@@ -66,8 +66,10 @@ def verify(out: str) -> list[str]:
             problems.append(f"records_out {c['records_out']} != {expected} planned for the sources that were read")
         return problems
     augmented = manifest.get("augment_split", manifest.get("split", "train"))
+    per_eval_image = 1 + (manifest.get("tta") or {}).get("views", 0)  # the image and its test-time views
     for split, sc in c.get("per_split", {"": {"images_ok": c["images_ok"], "records_out": c["records_out"]}}).items():
-        expected = sc["images_ok"] * (per_image if split in (augmented, "") or len(c.get("per_split", {})) == 1 else 1)
+        augmented_split = split in (augmented, "") or len(c.get("per_split", {})) == 1
+        expected = sc["images_ok"] * (per_image if augmented_split else per_eval_image)
         if sc["records_out"] != expected:
             problems.append(f"split {split or 'all'}: records_out {sc['records_out']} != expected {expected}")
     return problems
@@ -113,7 +115,8 @@ def info_text(out: str) -> str:
             f"{out}: {m['name']} / {m['split']}, {c['records_out']:,} records in {shards}",
             f"classes: {len(m['class_names'])}; copies per image: {m['copies']}"
             + (" + original" if m["include_original"] else "")
-            + f"; seed {m['seed']}; recipe schema v{m['recipe_schema_version']}; run {m.get('run_id', '?')}",
+            + f"; seed {m['seed']}; recipe schema v{m['recipe_schema_version']}; run {m.get('run_id', '?')}"
+            + (f"; test-time views: {', '.join(m['tta']['view_names'])}" if m.get("tta") else ""),
             _table(rows, ["class", "images in", "dead letters", "records"]),
             *_mix_lines(m),
             f"source: {m['source']['path']} ({m['source']['kind']})",

@@ -42,6 +42,7 @@ from beam_jobs.sources.listing import Listing, list_folder, select
 from schemas.record import RECIPE_SCHEMA_VERSION
 from transforms.expand import split_of
 from transforms.policies import Policy
+from transforms.tta import TTA
 
 LOCAL_RUNNER_NAME = "FnApiRunner (local, pinned by beam-expand)"
 _PACKAGES = ("beam-expand", "apache-beam", "numpy", "pillow", "opencv-python-headless", "pyarrow", "protobuf")
@@ -102,6 +103,25 @@ class JobPlan:
             )
         return self
 
+    def check_tta(self) -> JobPlan:
+        """Checks that ``--tta`` has evaluation images to work on; returns self.
+
+        Raises:
+            UserError: Every source is in the augmented split.
+        """
+        c = self.config
+        if c.tta is None:
+            return self
+        splits = {split_of(s.key, c.splits, c.split, self.input_splits, self.split_map or None)
+                  for s in self.listing.images if s.error is None}  # fmt: skip
+        if not splits - {c.split}:
+            raise UserError(
+                f"--tta writes test-time views of evaluation images, but every source of this run is in the "
+                f"augmented split {c.split!r}: add --splits {c.split}=0.8,validation=0.2 (or read an input that "
+                "has validation/test splits)"
+            )
+        return self
+
     @property
     def records_per_image(self) -> int:
         """Records written per good source image."""
@@ -152,6 +172,7 @@ class JobPlan:
             "copy_plan": self.copy_plan or None,
             "copies_per_source": self.copies_per_source or None,
             "mix": self.config.mix.to_config() if self.config.mix else None,
+            "tta": TTA.from_config(self.config.tta).describe() if self.config.tta else None,
         }
 
     def image_entries(self) -> list[dict[str, Any]]:
@@ -210,7 +231,7 @@ def plan_job(config: JobConfig) -> JobPlan:
     name = config.name or dataset_name(source.name)
     plan = JobPlan(config, source, listing, prefix, license_bytes, name, config.policy)
     plan.split_map = {k: v for k, v in split_map.items() if not config.splits}
-    return plan.plan_copies().plan_mix()
+    return plan.plan_copies().plan_mix().check_tta()
 
 
 def staging_dir(output: str, run_id: str) -> str:
@@ -236,7 +257,12 @@ def _plan_records(config: JobConfig, fmt: str) -> JobPlan:
     base = config.source.rstrip("/").rsplit("/", 1)[-1].split("*")[0] or "records"
     source = ResolvedSource(fmt, config.source, base, f"Expanded from {base} ({fmt}).")
     name = config.name or dataset_name(base.split(".")[0])
-    return JobPlan(config, source, listing, "", None, name, config.policy, files, root).plan_copies().plan_mix()
+    return (
+        JobPlan(config, source, listing, "", None, name, config.policy, files, root)
+        .plan_copies()
+        .plan_mix()
+        .check_tta()
+    )
 
 
 def build_pipeline(
@@ -283,6 +309,8 @@ def build_pipeline(
         copies_per_source=plan.copies_per_source or None,
         mix=c.mix.to_config() if c.mix else None,
         mix_partners=plan.mix_partners,
+        tta=c.tta,
+        zca=c.zca,
         **split_args,
     )
     expanded = outputs.records
@@ -292,7 +320,7 @@ def build_pipeline(
         )
         expanded = (expanded, reused) | "AllRecords" >> beam.Flatten()
     streams = {"records": expanded, "dead_letter": outputs.dead_letter, "source_info": outputs.source_info,
-               "stats": outputs.stats}  # fmt: skip
+               "stats": outputs.stats, "zca": outputs.zca}  # fmt: skip
     return streams | "WriteDataset" >> WriteDataset(
         write_args={
             "temp_dir": temp_dir,
@@ -319,13 +347,14 @@ def build_pipeline(
             "manifest": plan.manifest_base(argv),
             "license_bytes": plan.license_bytes,
             "mixed": c.mix is not None,
+            "zca": {"shape": list(c.zca_shape), "epsilon": c.zca_epsilon} if c.zca else None,
         },
     )
 
 
 _OUR_FILES = re.compile(
     r"^(README\.md|.+\.(tfrecord|parquet)-\d{5}-of-\d{5}|.+-\d{5}-of-\d{5}\.tar|dataset_info\.json|features\.json|label(_b)?\.labels\.txt|"
-    r"beam_expand\.json|dead_letter\.jsonl|LICENSE\.txt|_SUCCESS|images|data|statistics\.json|report\.html|report)$"
+    r"beam_expand\.json|dead_letter\.jsonl|LICENSE\.txt|_SUCCESS|images|data|statistics\.json|zca\.npz|report\.html|report)$"
 )
 
 
@@ -443,6 +472,13 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out) -> dict[str, Any]:
     return manifest
 
 
+def _tta_text(tta: dict | None) -> str:
+    if not tta:
+        return ""
+    t = TTA.from_config(tta)
+    return f" (evaluation images: {1 + t.num_views} test-time views each, --tta {t.kind})"
+
+
 def _run_once(plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=None) -> dict[str, Any]:
     config = plan.config
     prepare_output(config.output, config.overwrite)
@@ -450,8 +486,8 @@ def _run_once(plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=No
     # Progress files live on this machine's disk: only workers on this machine can write them.
     local = runner is not None or is_local(options)
     print(
-        f"beam-expand: {len(plan.listing.images):,} images x {plan.records_per_image} records each "
-        f"-> {config.output} (runner: {runner_name})",
+        f"beam-expand: {len(plan.listing.images):,} images x {plan.records_per_image} records each"
+        f"{_tta_text(config.tta)} -> {config.output} (runner: {runner_name})",
         file=out,
     )
     print("policy:\n" + summary.policy_text(plan.policy), file=out)

@@ -11,6 +11,7 @@ Shapes between steps::
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import apache_beam as beam
@@ -20,7 +21,8 @@ from beam_jobs.sinks.finalize import FinalizeFn
 from beam_jobs.sinks.shards import WriteShardsFn
 from beam_jobs.sources.archive import ReadArchiveFn
 from beam_jobs.sources.records import ReadRecordsFn
-from transforms.expand import DEAD_LETTER, REUSED, SOURCE_INFO, STATS, ExpandFn, split_of
+from beam_jobs.statistics import ZcaSumsFn
+from transforms.expand import DEAD_LETTER, REUSED, SOURCE_INFO, STATS, ZCA, ExpandFn, split_of
 
 
 class ReadImages(beam.PTransform):
@@ -104,7 +106,7 @@ class ExpandImages(beam.PTransform):
         if self._args.get("mix"):
             sources = sources | "PairWithPartners" >> PairWithPartners(self._mix_partners or {})
         return sources | "DecodeAugmentEncode" >> beam.ParDo(ExpandFn(**self._args)).with_outputs(
-            DEAD_LETTER, SOURCE_INFO, REUSED, STATS, main="records"
+            DEAD_LETTER, SOURCE_INFO, REUSED, STATS, ZCA, main="records"
         )
 
 
@@ -194,6 +196,8 @@ class WriteDataset(beam.PTransform):
         """Takes ``{"records", "dead_letter", "source_info"}``; returns the manifest as a one-element PCollection."""
         records, dead, info = outputs["records"], outputs[DEAD_LETTER], outputs[SOURCE_INFO]
         stats = outputs[STATS] | "PixelSums" >> beam.CombinePerKey(PixelSumsFn())
+        zca_shape = (self._finalize_args.get("zca") or {}).get("shape", [0])
+        zca = outputs[ZCA] | "ZcaSums" >> beam.CombineGlobally(ZcaSumsFn(math.prod(zca_shape))).without_defaults()
         reports = records | "WriteShards" >> beam.ParDo(WriteShardsFn(**self._write_args)).with_output_types(Any)
         # Side inputs taken straight from one ParDo's tagged outputs are merged into one list by Beam's
         # BundleBasedDirectRunner (2.77); an identity step per stream keeps them apart on every runner.
@@ -209,5 +213,6 @@ class WriteDataset(beam.PTransform):
                 beam.pvalue.AsList(dead),
                 beam.pvalue.AsList(info),
                 beam.pvalue.AsList(stats),
+                beam.pvalue.AsList(zca),
             )
         )

@@ -16,8 +16,8 @@ from beam_jobs.sinks.finalize import MANIFEST
 from beam_jobs.sources.archive import read_members
 
 
-def find_record(out_dir: str, source_key: str, copy_index: int) -> dict:
-    """Returns the stored record (from the Parquet shards) of one copy.
+def find_record(out_dir: str, source_key: str, copy_index: int, view_index: int = 0) -> dict:
+    """Returns the stored record (from the Parquet shards) of one copy, or of one test-time view (``--tta``).
 
     Raises:
         UserError: No Parquet shards, or no such copy.
@@ -25,11 +25,15 @@ def find_record(out_dir: str, source_key: str, copy_index: int) -> dict:
     files = [m.path for m in FileSystems.match([out_dir.rstrip("/") + "/*.parquet-*"])[0].metadata_list]
     if not files:
         raise UserError(f"{out_dir} has no Parquet shards (replay reads them); was it written with --formats parquet?")
-    table = pads.dataset(sorted(files), format="parquet").to_table(
-        filter=(pads.field("source_key") == source_key) & (pads.field("copy_index") == copy_index)
-    )
-    if table.num_rows == 0:
-        raise UserError(f"no record with source_key={source_key!r} and copy_index={copy_index} in {out_dir}")
+    dataset = pads.dataset(sorted(files), format="parquet")
+    wanted = (pads.field("source_key") == source_key) & (pads.field("copy_index") == copy_index)
+    has_views = "view_index" in dataset.schema.names  # datasets written before it existed hold view 0 only
+    if has_views:
+        wanted &= pads.field("view_index") == view_index
+    table = dataset.to_table(filter=wanted) if has_views or view_index == 0 else None
+    if table is None or table.num_rows == 0:
+        raise UserError(f"no record with source_key={source_key!r}, copy_index={copy_index} and "
+                        f"view_index={view_index} in {out_dir}")  # fmt: skip
     return table.slice(0, 1).to_pylist()[0]
 
 

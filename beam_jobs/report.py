@@ -68,11 +68,13 @@ def _samples(out: str, manifest: dict) -> dict[str, list[dict]]:
                 hits = [i for i, r in enumerate(meta) if r["source_key"] in shown]
                 if not hits:
                     continue
-                table = pf.read_row_group(group, columns=[*keys, "image", "recipe"])
+                views = ["view_index"] if "view_index" in pf.schema_arrow.names else []
+                table = pf.read_row_group(group, columns=[*keys, *views, "image", "recipe"])
                 for i in hits:
                     r = table.slice(i, 1).to_pylist()[0]
                     rows.setdefault(shown[r["source_key"]], []).append(r)
-    return {n: sorted(v, key=lambda r: r["copy_index"])[: MAX_COPIES_SHOWN + 1] for n, v in sorted(rows.items())}
+    order = lambda r: (r["copy_index"], r.get("view_index", 0))  # noqa: E731
+    return {n: sorted(v, key=order)[: MAX_COPIES_SHOWN + 1] for n, v in sorted(rows.items())}
 
 
 def contact_sheet(records: list[dict]) -> Image.Image:
@@ -83,7 +85,8 @@ def contact_sheet(records: list[dict]) -> Image.Image:
         image = np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])).convert("RGB"))
         steps = [s for s in json.loads(r["recipe"]) if s["op"] not in ("decode", "encode", "resize")]
         steps.sort(key=lambda s: s["op"] != "mix")  # a mixed copy's partner first: captions have few lines
-        caption = [f"copy {r['copy_index']}" if r["copy_index"] else "original", *summarize(steps)]
+        name = f"copy {r['copy_index']}" if r["copy_index"] else "original"
+        caption = [f"view {r['view_index']}" if r.get("view_index") else name, *summarize(steps)]
         tiles.append(_tile(image, caption, font))
     w, h = tiles[0].size
     sheet = Image.new("RGB", (len(tiles) * (w + 4), h), (200, 200, 200))

@@ -39,6 +39,7 @@ FIELDS: tuple[Field, ...] = (
     Field("label_name", "string", "Class name of `label`."),
     Field("source_key", "string", "Stable id of the source image, e.g. its POSIX path relative to the dataset root."),
     Field("copy_index", "int64", "0 for the unaugmented original (when included), 1..K for augmented copies."),
+    Field("view_index", "int64", "0 = the image itself; 1..N = test-time views of an evaluation image (--tta)."),
     Field("recipe", "string", "JSON list of the steps applied: {op, version, config, params}; replayable."),
     Field("height", "int64", "Height in pixels of the encoded image."),
     Field("width", "int64", "Width in pixels of the encoded image."),

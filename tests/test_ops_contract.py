@@ -27,6 +27,7 @@ OP_EXAMPLES = {
     "random_crop": {"height": 20, "width": 30},
     "random_resized_crop": {"height": 24, "width": 24, "scale": [0.3, 1.0]},
     "center_crop": {"height": 21, "width": 17},
+    "crop": {"top": -3, "left": 40, "height": 20, "width": 18},  # runs past two edges: padded with cval
     "resize": {"height": 19, "width": 23, "interpolation": "bilinear"},
     "pad": {"padding": [1, 2, 3, 4], "fill_mode": "reflect"},
     "perspective": {"distortion_scale": 0.6},
@@ -67,6 +68,7 @@ SHAPES = {
     "random_crop": (20, 30),
     "random_resized_crop": (24, 24),
     "center_crop": (21, 17),
+    "crop": (20, 18),
     "resize": (19, 23),
     "pad": (40, 60),
     "sequence": (20, 20),
@@ -119,6 +121,7 @@ def test_params_depend_on_the_generator(name, image):
     draws = {json.dumps(_once(op, image, s)[1], sort_keys=True) for s in range(12)}
     deterministic = {
         "center_crop",
+        "crop",
         "resize",
         "pad",
         "invert",

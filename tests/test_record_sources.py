@@ -103,8 +103,8 @@ def test_corrupt_record_inputs_are_dead_lettered_with_their_location(tmp_path, c
     data = tmp_path / "data"
     data.mkdir()
     rec = lambda i, label: encode_example({"image": encode(photo_like(rng, 12, 12), "PNG"), "label": label,  # noqa: E731
-                                           "label_name": "x", "source_key": f"k{i}", "copy_index": 0, "recipe": "",
-                                           "height": 12, "width": 12})  # fmt: skip
+                                           "label_name": "x", "source_key": f"k{i}", "copy_index": 0, "view_index": 0,
+                                           "recipe": "", "height": 12, "width": 12})  # fmt: skip
     frames = [tfrecord_frame(rec(i, i % 2)) for i in range(5)]
     bad = bytearray(frames[2])
     bad[-1] ^= 0xFF  # data CRC

@@ -20,6 +20,7 @@ RECORD = {
     "label_name": "tulips",
     "source_key": "tulips/ünïcode name.jpg",
     "copy_index": 2,
+    "view_index": 0,
     "recipe": json.dumps([{"op": "resize", "params": {}}]),
     "height": 240,
     "width": 320,

@@ -49,7 +49,7 @@ def test_presets_build_and_round_trip():
 
 def test_registry_lists_exactly_the_canonical_ops():
     canonical = (
-        "affine hflip vflip rot90 random_crop random_resized_crop center_crop resize pad perspective brightness "
+        "affine hflip vflip rot90 random_crop random_resized_crop center_crop crop resize pad perspective brightness "
         "contrast gamma saturation hue color_jitter channel_shift grayscale invert solarize posterize equalize "
         "autocontrast sharpness gaussian_noise impulse_noise box_blur gaussian_blur median_blur jpeg_quality cutout "
         "grid_mask"

@@ -8,6 +8,7 @@ Shape of the data::
                   -> 'source_info' tag: {key, sha256, reused} of every source that produced records
                   -> 'reused' tag: keys whose bytes match the previous version (incremental refresh)
                   -> 'stats' tag: (split, per-channel pixel sums of the decoded source) for dataset statistics
+                  -> 'zca' tag: the decoded source's uint8 bytes (augmented split, with --zca) for the ZCA sums
 
 Decode happens once per source, resize once per source, then K augment+encode steps, all fused in one call: no
 pixels ever leave the worker. A source yields all of its records from one ``process`` call, or none. In a run
@@ -34,6 +35,7 @@ from transforms.geometric import Resize
 from transforms.mix import Mixer, MixInput, MixSpec
 from transforms.policies import Policy
 from transforms.seeding import assign_split
+from transforms.tta import TTA
 
 _INPUT_SPLIT = re.compile(r"(?:^|[/-])(train|validation|test)(?=[-.]|$)")
 
@@ -59,6 +61,7 @@ DEAD_LETTER = "dead_letter"
 SOURCE_INFO = "source_info"
 REUSED = "reused"
 STATS = "stats"
+ZCA = "zca"
 METRICS_NAMESPACE = "beam_expand"
 
 
@@ -80,6 +83,8 @@ def expand_image(
     augment: bool = True,
     stats: list | None = None,
     mix: Mixer | None = None,
+    tta: TTA | None = None,
+    pixels_out: list | None = None,
 ) -> list[dict[str, Any]]:
     """Decodes one source image and returns its output records.
 
@@ -100,6 +105,8 @@ def expand_image(
         augment: False for evaluation splits: only the original is written (copy_index 0).
         stats: If given, the source's pixel sums (``pixel_sums``) are appended to it.
         mix: Mixes the augmented copies with their partners' copies and adds the mix fields (mixed runs).
+        tta: Test-time views written after the original of an evaluation split's image (``view_index`` 1..N).
+        pixels_out: If given, the decoded (and resized) source is appended to it.
 
     Returns:
         Records (dicts with every field of ``schemas.FIELDS``), original first then copies 1..K.
@@ -115,6 +122,8 @@ def expand_image(
     final = encode_step(image_format, quality)
     if stats is not None:
         stats.append(pixel_sums(image))
+    if pixels_out is not None:
+        pixels_out.append(image)
 
     # The recipe is the JSON list [*base_steps, *op steps, final]; the fixed parts are serialized once per source.
     head, tail = _json(base_steps)[1:-1], _json(final)
@@ -126,6 +135,7 @@ def expand_image(
             "label_name": name,
             "source_key": key,
             "copy_index": copy_index,
+            "view_index": 0,
             "recipe": "[" + ",".join(p for p in (head, _json(steps)[1:-1], tail) if p) + "]",
             "height": int(pixels.shape[0]),
             "width": int(pixels.shape[1]),
@@ -135,6 +145,9 @@ def expand_image(
     records = []
     if include_original or not augment:
         records.append(record(image, 0, []))
+    if tta is not None and not augment:
+        for view, (pixels, steps) in enumerate(tta.views(image, seed, key, label_name), start=1):
+            records.append({**record(pixels, 0, steps), "view_index": view})
     copies = copies if augment else 0
     # Copies made only by channel-free ops (pure geometry) are made from a BGRA working copy: same pixels, less work.
     # Mixed copies stay RGB: the mixer blends them with partner copies made in RGB.
@@ -202,6 +215,8 @@ class ExpandFn(beam.DoFn):
         split_map: Key -> split from the dataset itself (e.g. flowers102's official split).
         copies_per_source: Key -> K from a class-balancing plan (others use ``copies``).
         mix: ``MixSpec.to_config()`` in a MixUp/CutMix run (elements are then ``MixInput``s), else None.
+        tta: ``transforms.tta`` config: test-time views of every image outside the augmented split, or None.
+        zca: Emit each augmented-split source's decoded pixels on the ``zca`` tag (for the ZCA sums).
     """
 
     def __init__(
@@ -222,8 +237,12 @@ class ExpandFn(beam.DoFn):
         split_map: dict[str, str] | None = None,
         copies_per_source: dict[str, int] | None = None,
         mix: dict | None = None,
+        tta: dict | None = None,
+        zca: bool = False,
     ):
         self._mix = mix
+        self._tta_config = tta
+        self._zca = zca
         self._split_map = split_map
         self._copies_per_source = copies_per_source or {}
         self._splits = [tuple(s) for s in splits] if splits else None
@@ -251,6 +270,7 @@ class ExpandFn(beam.DoFn):
         self._policy = Policy.from_config(self._policy_config)
         self._resize = Resize(*self._image_size) if self._image_size else None
         self._mix_spec = MixSpec.from_config(self._mix) if self._mix else None
+        self._tta = TTA.from_config(self._tta_config) if self._tta_config else None
 
     def process(self, element: SourceImage | MixInput):
         """Yields the source's records, or one tagged dead letter."""
@@ -277,6 +297,8 @@ class ExpandFn(beam.DoFn):
             return
         split = split_of(source.key, self._splits, self._split, self._input_splits, self._split_map)
         stats: list = []
+        augment = (split == self._augment_split) or not (self._splits or self._input_splits or self._split_map)
+        decoded: list | None = [] if self._zca and augment else None
         try:
             records = expand_image(
                 data,
@@ -293,14 +315,17 @@ class ExpandFn(beam.DoFn):
                 class_names=self._class_names,
                 split=split,
                 stats=stats,
-                augment=(split == self._augment_split) or not (self._splits or self._input_splits or self._split_map),
+                augment=augment,
                 mix=Mixer(self._mix_spec, self._seed, item, self._policy.augment, self._resize, self._class_names)
                 if self._mix_spec
                 else None,
+                tta=self._tta,
+                pixels_out=decoded,
             )
         except DecodeError as e:
             self._dead.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(source, "decode", e.reason, e, data))
+            stage = getattr(e, "stage", "decode")
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(source, stage, e.reason, e, data))
             return
         self._images_ok.inc()
         self._copies_out.inc(len(records))
@@ -308,3 +333,5 @@ class ExpandFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(SOURCE_INFO, {"key": source.key, "sha256": digest, "reused": False})
         if stats and stats[0]["pixels"] and len(stats[0]["sum"]) == 3:
             yield beam.pvalue.TaggedOutput(STATS, (split, stats[0]))
+        if decoded:
+            yield beam.pvalue.TaggedOutput(ZCA, decoded[0].tobytes())

@@ -446,6 +446,48 @@ class CenterCrop(Op):
         return fgeo.crop(image, top, left, self.height, self.width)
 
 
+class Crop(Op):
+    """Crops the fixed ``height`` x ``width`` window at (``top``, ``left``); outside the image is ``cval``.
+
+    torchvision's ``F.crop(img, top, left, height, width)``; the test-time ``five_crop`` / ``ten_crop`` views
+    record their windows with it.
+
+    Args:
+        top: Row of the window's top edge (may be negative or run past the image: that part is ``cval``).
+        left: Column of the window's left edge.
+        height: Output height.
+        width: Output width.
+        cval: Fill for the part of the window outside the image.
+    """
+
+    name = "crop"
+    tags = frozenset({"geometric", "size"})
+
+    def __init__(self, top: int, left: int, height: int, width: int, cval: float = 0):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (top, left)):
+            raise ValueError(f"crop needs integer top and left, got {top!r}, {left!r}")
+        self.top, self.left = top, left
+        self.height, self.width = _size("crop", height, width)
+        self.cval = float(cval)
+
+    def config(self) -> dict[str, Any]:
+        """Returns the constructor arguments."""
+        return {"top": self.top, "left": self.left, "height": self.height, "width": self.width, "cval": self.cval}
+
+    def sample_params(self, rng: np.random.Generator, meta: ImageMeta) -> dict[str, Any]:
+        """No randomness."""
+        return {}
+
+    def apply(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        """Pads where the window leaves the image, then crops."""
+        h, w = image.shape[:2]
+        pads = (max(0, -self.top), max(0, self.top + self.height - h),
+                max(0, -self.left), max(0, self.left + self.width - w))  # fmt: skip
+        if any(pads):
+            image = fgeo.pad(image, *pads, "constant", self.cval)
+        return fgeo.crop(image, self.top + pads[0], self.left + pads[2], self.height, self.width)
+
+
 def _pad_to(image: np.ndarray, height: int, width: int, cval: float) -> np.ndarray:
     h, w = image.shape[:2]
     if h >= height and w >= width:
@@ -634,6 +676,6 @@ class Perspective(Op):
         return fgeo.warp(image, m, self.fill_mode, self.cval, self.interpolation)
 
 
-for _op in (ImageDataGenerator, Resize, Affine, HFlip, VFlip, Rot90, CenterCrop, RandomCrop, RandomResizedCrop, Pad,
-            Perspective):  # fmt: skip
+for _op in (ImageDataGenerator, Resize, Affine, HFlip, VFlip, Rot90, CenterCrop, Crop, RandomCrop, RandomResizedCrop,
+            Pad, Perspective):  # fmt: skip
     register(_op)

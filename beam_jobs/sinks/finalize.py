@@ -14,6 +14,7 @@ Output directory after a run::
     dead_letter.jsonl                      one line per input that produced no records (always present)
     LICENSE.txt                            the source's license, when it has one
     report.html, report/*.png              class counts chart, per-class sample sheets, policy, dead letters
+    statistics.json, zca.npz               per split: channel mean/std and class histograms; ZCA (with --zca)
     _SUCCESS                               written last, after verification
 """
 
@@ -32,6 +33,7 @@ from beam_jobs.paths import is_local
 from beam_jobs.sinks.publish import SUCCESS, publish, verify_shard
 from beam_jobs.sinks.shards import ShardReport
 from beam_jobs.sinks.writers import WRITERS
+from beam_jobs.statistics import ZCA_FILE, class_histograms, zca_file
 from schemas.arrow import arrow_schema
 from schemas.record import record_fields
 from schemas.tfds_metadata import dataset_info_json, features_json
@@ -118,6 +120,7 @@ class FinalizeFn(beam.DoFn):
         run_id: Unique id of this run (names the staging directory).
         max_bad_fraction: Fail without publishing when dead letters / inputs exceed this, or None.
         mixed: The run mixes images (MixUp/CutMix): the mix fields are in the schema and counted.
+        zca: ``{"shape": [h, w, c], "epsilon": e}`` to write ``zca.npz`` from the ZCA sums, or None.
     """
 
     def __init__(
@@ -135,8 +138,10 @@ class FinalizeFn(beam.DoFn):
         run_id: str = "",
         max_bad_fraction: float | None = None,
         mixed: bool = False,
+        zca: dict[str, Any] | None = None,
     ):
         self._mixed = mixed
+        self._zca = zca
         self._output = output
         self._staging = staging
         self._run_id = run_id
@@ -200,6 +205,7 @@ class FinalizeFn(beam.DoFn):
         dead_letters: list[dict],
         source_info: list[dict] = (),
         pixel_sums: list[tuple[str, dict]] = (),
+        zca_sums: list[dict] = (),
     ):
         """Checks the bad share, stages and verifies shards and metadata, publishes; yields the manifest."""
         images_in_total = sum(self._manifest["listing"]["per_class"].values())
@@ -281,6 +287,12 @@ class FinalizeFn(beam.DoFn):
         manifest["duplicate_content"] = [keys for keys in by_digest.values() if len(keys) > 1]
         manifest["reused_sources"] = sorted(i["key"] for i in source_info if i.get("reused"))
         manifest["statistics"] = channel_statistics(pixel_sums)
+        for split, entry in class_histograms(counted, self._class_names).items():
+            manifest["statistics"].setdefault(split, {}).update(entry)
+        if self._zca and zca_sums and zca_sums[0]["n"]:
+            data, note = zca_file(zca_sums[0], tuple(self._zca["shape"]), self._zca["epsilon"])
+            write_bytes(self._path(ZCA_FILE), data)
+            manifest["statistics"].setdefault(manifest["augment_split"], {})["zca"] = note
         write_text(self._path("statistics.json"), json.dumps(manifest["statistics"], indent=2, sort_keys=True) + "\n")
         write_text(self._path(MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         FileSystems.delete([self._temp_dir])

@@ -101,14 +101,15 @@ FORMATS = tuple(WRITERS)
 
 
 def flat_name(record: dict[str, Any]) -> str:
-    """A file-name-safe, unique stem for one record: source key without its extension, plus the copy index."""
+    """A file-name-safe, unique stem for one record: source key without its extension, copy index (and view)."""
     key = record["source_key"]
     parts = key.split("/", 1)
     # The class folder is already the parent directory in exports; keep the rest of the key's path.
     rest = parts[1] if len(parts) == 2 and parts[0] == record["label_name"] else key
     stem = posixpath.splitext(rest)[0] if "#" not in rest else rest
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem.replace("/", "__").replace("#", "_"))
-    return f"{safe}_{record['copy_index']}"
+    view = record.get("view_index", 0)
+    return f"{safe}_{record['copy_index']}" + (f"_view{view}" if view else "")
 
 
 def _extension(image: bytes) -> str:
@@ -140,7 +141,8 @@ class WebDatasetShardWriter:
     def write(self, record: dict[str, Any]) -> None:
         """Appends one sample (three members)."""
         stem = flat_name(record)
-        meta = {k: record[k] for k in ("label", "label_name", "source_key", "copy_index", "height", "width")}
+        meta = {k: record[k] for k in ("label", "label_name", "source_key", "copy_index", "view_index", "height",
+                                     "width")}  # fmt: skip
         meta.update({f.name: record[f.name] for f in MIX_FIELDS if f.name in record})  # mixed runs
         meta["recipe"] = json.loads(record["recipe"]) if record["recipe"] else None
         self._add(f"{stem}.{_extension(record['image'])}", record["image"])
