@@ -462,6 +462,7 @@ class Crop(Op):
 
     name = "crop"
     tags = frozenset({"geometric", "size"})
+    spatial = True
 
     def __init__(self, top: int, left: int, height: int, width: int, cval: float = 0):
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (top, left)):
