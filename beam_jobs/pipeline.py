@@ -34,7 +34,7 @@ from beam_jobs.packaging import is_local, worker_packaging_args
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
 from beam_jobs.sinks.finalize import MANIFEST, BadFractionError
-from beam_jobs.sinks.publish import clean_stale
+from beam_jobs.sinks.publish import VerificationError, clean_stale
 from beam_jobs.sources import records
 from beam_jobs.sources.archive import list_archive
 from beam_jobs.sources.datasets import ResolvedSource, default_cache_dir, resolve
@@ -507,9 +507,12 @@ def _run_once(plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=No
         staging = staging_dir(config.output, run_id)
         if FileSystems.exists(staging):
             FileSystems.delete([staging])  # a failed run leaves nothing behind; killed ones: clean_stale
-        if BadFractionError.__name__ in f"{type(e).__name__}: {e}":
-            message = str(e).split(f"{BadFractionError.__name__}: ")[-1].split("\n")[0]
-            raise JobFailed(message.split(" [while running")[0]) from None
+        # Runners wrap a worker's exception in their own; find ours by name and keep its message only.
+        text = f"{type(e).__name__}: {e}"
+        for known, prefix in ((BadFractionError, ""), (VerificationError, "a written shard failed verification: ")):
+            if f"{known.__name__}: " in text:
+                message = text.split(f"{known.__name__}: ")[-1].split("\n")[0].split(" [while running")[0]
+                raise JobFailed(f"{prefix}{message}" + ("; nothing was published" if prefix else "")) from None
         raise
     finally:
         if progress_dir:

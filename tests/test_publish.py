@@ -10,6 +10,7 @@ import time
 import pytest
 
 from beam_jobs.cli import main
+from beam_jobs.sinks import finalize, writers
 from beam_jobs.sinks.publish import VerificationError, clean_stale, verify_shard
 from tests.fixtures import make_folder
 
@@ -100,3 +101,40 @@ def test_every_run_writes_a_report_a_person_can_open(capsys, image_folder, tmp_p
     assert main(["verify", str(out)]) == 0  # the report is not part of what verify checks
     (out / "report.html").unlink()
     assert main(["report", str(out)]) == 0 and (out / "report.html").exists()
+
+
+def test_a_bad_write_fails_the_bundle_and_publishes_nothing(capsys, image_folder, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert _run(image_folder, out) == 0
+    before = snapshot(out)
+    real_write = writers.TFRecordShardWriter.write
+
+    def flip_a_bit(self, record):  # the storage corrupts what the writer sends
+        real_write(self, record)
+        self._file.write(b"\x00")
+
+    monkeypatch.setattr(writers.TFRecordShardWriter, "write", flip_a_bit)
+    capsys.readouterr()
+    assert _run(image_folder, out, "--overwrite") == 1
+    err = capsys.readouterr().err
+    assert "a written shard failed verification" in err and "CRC" in err  # found by the writing worker's re-read
+    assert "Traceback" not in err
+    assert snapshot(out) == before
+
+
+def test_a_shard_changed_after_its_check_is_not_published(capsys, image_folder, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert _run(image_folder, out) == 0
+    before = snapshot(out)
+    real_rename = finalize.FileSystems.rename
+
+    def rename_and_append(sources, targets):
+        real_rename(sources, targets)
+        with open(targets[0], "ab") as f:
+            f.write(b"late junk")
+
+    monkeypatch.setattr(finalize.FileSystems, "rename", rename_and_append)
+    capsys.readouterr()
+    assert _run(image_folder, out, "--overwrite") == 1
+    assert "but the worker verified" in capsys.readouterr().err
+    assert snapshot(out) == before

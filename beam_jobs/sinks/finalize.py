@@ -29,8 +29,8 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.paths import is_local
-from beam_jobs.sinks.publish import SUCCESS, publish, verify_shard
+from beam_jobs.paths import file_size, is_local
+from beam_jobs.sinks.publish import SUCCESS, VerificationError, publish, verify_shard
 from beam_jobs.sinks.shards import ShardReport
 from beam_jobs.sinks.writers import WRITERS
 from beam_jobs.statistics import ZCA_FILE, class_histograms, zca_file
@@ -171,15 +171,21 @@ class FinalizeFn(beam.DoFn):
         if not kept:
             empty = FileSystems.join(self._temp_dir, f"{split}-{fmt}-empty")
             WRITERS[fmt](empty, arrow_schema(self._class_names, self._mixed)).close()
-            kept = [ShardReport(fmt, split, empty, 0, 0, "", {}, {})]
+            check = verify_shard(empty, fmt, expected=0)
+            kept = [ShardReport(fmt, split, empty, 0, check["bytes"], "", {}, {}, sha256=check["sha256"])]
         count = len(kept)
         targets = [self._path(shard_name(self._name, split, fmt, i, count)) for i in range(count)]
         FileSystems.rename([r.temp_path for r in kept], targets)
-        # Re-read every shard: the count must match what the bundle reported; the sha256 goes in the manifest.
-        return [
-            {"file": t.rsplit("/", 1)[-1], "split": split, **verify_shard(t, fmt, expected=r.num_records)}
-            for t, r in zip(targets, kept, strict=True)
-        ]
+        # Every shard was re-read by the worker that wrote it (count, CRCs, sha256); here the published files must
+        # still have the sizes that were verified. `beam-expand verify` re-reads everything again on demand.
+        shards = []
+        for t, r in zip(targets, kept, strict=True):
+            size = file_size(t)
+            if size != r.num_bytes:
+                raise VerificationError(f"{t}: {size} bytes, but the worker verified {r.num_bytes}")
+            entry = {"records": r.num_records, "bytes": r.num_bytes, "sha256": r.sha256}
+            shards.append({"file": t.rsplit("/", 1)[-1], "split": split, **entry})
+        return shards
 
     def _hf_layout(self, parquet_shards: list[dict[str, Any]]) -> None:
         """Adds ``data/<split>-NNNNN-of-NNNNN.parquet`` (Hugging Face's layout) pointing at the Parquet shards.

@@ -1,11 +1,11 @@
 """Verify a staged dataset, then publish it in one step; clean up what failed runs left behind.
 
 A run writes into ``<output>.staging-<run id>`` (a sibling of the output). Only when every shard has been
-re-read and matches the manifest (record count, TFRecord CRCs, sha256) does the staging directory replace the
-output: on a local disk by two renames (the old dataset moves aside, the new one moves in; a reader sees the old
-dataset, the new one, or for a moment none — never half of one). Object stores have no directory rename: there
-the files are moved one by one, so use ``--refresh`` (a ``LATEST`` pointer swapped atomically) when readers may
-be reading during a publish.
+re-read (by the worker that wrote it, right after closing it: record count, TFRecord CRCs, sha256) and still has
+the verified size once staged does the staging directory replace the output: on a local disk by two renames (the
+old dataset moves aside, the new one moves in; a reader sees the old dataset, the new one, or for a moment none —
+never half of one). Object stores have no directory rename: there the files are moved one by one, so use
+``--refresh`` (a ``LATEST`` pointer swapped atomically) when readers may be reading during a publish.
 """
 
 from __future__ import annotations

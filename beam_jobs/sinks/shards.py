@@ -22,6 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
+from beam_jobs.sinks.publish import verify_shard
 from beam_jobs.sinks.writers import WRITERS
 from schemas.arrow import arrow_schema
 
@@ -36,11 +37,12 @@ class ShardReport(NamedTuple):
         split: The split of every record in the file.
         temp_path: Where the file is now.
         num_records: Records in the file (read from the data, not from metrics).
-        num_bytes: Bytes written (TFRecord: exact file size; Parquet: approximate payload).
+        num_bytes: Size of the file, as re-read after closing it (image folders: approximate payload).
         first_key: Smallest ``source_key`` in the file; orders shards deterministically.
         records_per_class: Records per class name.
         sources_per_class: Source images per class name (counted once per source, under its own class).
         mix_states: In a mixed run, augmented copies per outcome (``transforms.mix.MIX_STATES``).
+        sha256: Of the file, from the re-read that verified it (None for image folders, checked at finalize).
     """
 
     fmt: str
@@ -52,6 +54,7 @@ class ShardReport(NamedTuple):
     records_per_class: dict[str, int]
     sources_per_class: dict[str, int]
     mix_states: dict[str, int] | None = None
+    sha256: str | None = None
 
 
 class _OpenShard:
@@ -121,6 +124,9 @@ class WriteShardsFn(beam.DoFn):
         split, fmt = key
         shard = self._open.pop(key)
         shard.writer.close()
+        # Re-read the closed file here, on the worker that wrote it: verification runs in parallel with the rest
+        # of the job, and a bad write fails (and retries) this bundle instead of the whole run at the end.
+        checked = None if fmt == "imagefolder" else verify_shard(shard.writer.path, fmt, expected=shard.records)
         self._shards_written.inc()
         self._done.append(
             ShardReport(
@@ -128,11 +134,12 @@ class WriteShardsFn(beam.DoFn):
                 split,
                 shard.writer.path,
                 shard.records,
-                shard.writer.num_bytes,
+                checked["bytes"] if checked else shard.writer.num_bytes,
                 shard.first_key or "",
                 dict(shard.per_class),
                 dict(shard.sources),
                 dict(shard.mix_states) if self._mixed else None,
+                checked["sha256"] if checked else None,
             )
         )
 
