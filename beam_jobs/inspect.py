@@ -51,6 +51,8 @@ def verify(out: str) -> list[str]:
     c = manifest["counts"]
     if c["images_in"] != c["images_ok"] + c["dead_letters"]:
         problems.append(f"images_in {c['images_in']} != images_ok {c['images_ok']} + dead letters {c['dead_letters']}")
+    if "quality_gate" in c:
+        problems += _gate_problems(manifest)
     per_image = manifest["copies"] + int(manifest["include_original"])
     if manifest.get("copies_per_source"):  # a class-balancing plan: K differs per source
         dead = _dead_keys(out)
@@ -64,6 +66,25 @@ def verify(out: str) -> list[str]:
         expected = sc["images_ok"] * (per_image if split in (augmented, "") or len(c.get("per_split", {})) == 1 else 1)
         if sc["records_out"] != expected:
             problems.append(f"split {split or 'all'}: records_out {sc['records_out']} != expected {expected}")
+    return problems
+
+
+def _gate_problems(manifest: dict[str, Any]) -> list[str]:
+    """The quality gate checked every augmented copy; each degenerate first draw was fixed or is still flagged."""
+    c, g = manifest["counts"], manifest["counts"]["quality_gate"]
+    augmented = manifest.get("augment_split", manifest.get("split", "train"))
+    per_split = c.get("per_split") or {augmented: {"images_ok": c["images_ok"], "records_out": c["records_out"]}}
+    originals = sum(
+        sc["images_ok"] for split, sc in per_split.items() if split != augmented or manifest["include_original"]
+    )
+    problems = []
+    if g["checked"] != c["records_out"] - originals:
+        problems.append(f"quality gate checked {g['checked']} copies, the dataset has {c['records_out'] - originals}")
+    if g["degenerate_first_draw"] != g["fixed_by_redraw"] + g["still_degenerate"]:
+        problems.append(
+            f"quality gate: {g['degenerate_first_draw']} degenerate first draws != {g['fixed_by_redraw']} fixed + "
+            f"{g['still_degenerate']} still degenerate"
+        )
     return problems
 
 

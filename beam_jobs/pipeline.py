@@ -127,6 +127,7 @@ class JobPlan:
             "fingerprints": self.fingerprints(),
             "copy_plan": self.copy_plan or None,
             "copies_per_source": self.copies_per_source or None,
+            "quality_gate": self.config.gate_config(),
         }
 
     def image_entries(self) -> list[dict[str, Any]]:
@@ -257,6 +258,7 @@ def build_pipeline(
         class_names=plan.listing.class_names,
         reuse=reuse,
         copies_per_source=plan.copies_per_source or None,
+        quality_gate=c.gate_config(),
         **split_args,
     )
     expanded = outputs.records

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from typing import Any
 
 import apache_beam as beam
@@ -29,6 +30,7 @@ from schemas.source import SourceImage
 from transforms.codec import DecodeError, decode_image, encode_image, encode_step
 from transforms.geometric import Resize
 from transforms.policies import Policy
+from transforms.quality import QualityGate
 from transforms.seeding import assign_split
 
 _INPUT_SPLIT = re.compile(r"(?:^|[/-])(train|validation|test)(?=[-.]|$)")
@@ -75,6 +77,8 @@ def expand_image(
     split: str = "train",
     augment: bool = True,
     stats: list | None = None,
+    gate: QualityGate | None = None,
+    gate_tally: Counter | None = None,
 ) -> list[dict[str, Any]]:
     """Decodes one source image and returns its output records.
 
@@ -94,6 +98,8 @@ def expand_image(
         split: The source's split (records carry it; shards are written per split).
         augment: False for evaluation splits: only the original is written (copy_index 0).
         stats: If given, the source's pixel sums (``pixel_sums``) are appended to it.
+        gate: If given, degenerate copies are re-drawn (``transforms.quality``).
+        gate_tally: Counts of the gate's re-draws and flags, added to when given.
 
     Returns:
         Records (dicts with every field of ``schemas.FIELDS``), original first then copies 1..K.
@@ -126,8 +132,10 @@ def expand_image(
     records = []
     if include_original or not augment:
         records.append(record(image, 0, [*base_steps, final]))
-    for copy_index in range(1, (copies if augment else 0) + 1):
-        pixels, steps, name = policy.augment(image, seed, key, copy_index, label_name)
+    n_copies = copies if augment else 0
+    augment_copy = gate.for_source(policy, image, gate_tally) if gate and n_copies else policy.augment
+    for copy_index in range(1, n_copies + 1):
+        pixels, steps, name = augment_copy(image, seed, key, copy_index, label_name)
         records.append(record(pixels, copy_index, [*base_steps, *steps, final], name))
     records[0]["source_start"] = True  # the sink counts sources by this mark
     return records
@@ -172,6 +180,7 @@ class ExpandFn(beam.DoFn):
         input_splits: Take each source's split from its key (TFDS / HF shard names), when ``splits`` is None.
         split_map: Key -> split from the dataset itself (e.g. flowers102's official split).
         copies_per_source: Key -> K from a class-balancing plan (others use ``copies``).
+        quality_gate: ``QualityGate.config()`` to re-draw degenerate copies, or None for no gate.
     """
 
     def __init__(
@@ -191,7 +200,9 @@ class ExpandFn(beam.DoFn):
         input_splits: bool = False,
         split_map: dict[str, str] | None = None,
         copies_per_source: dict[str, int] | None = None,
+        quality_gate: dict | None = None,
     ):
+        self._gate_config = quality_gate
         self._split_map = split_map
         self._copies_per_source = copies_per_source or {}
         self._splits = [tuple(s) for s in splits] if splits else None
@@ -210,6 +221,8 @@ class ExpandFn(beam.DoFn):
         self._images_ok = Metrics.counter(METRICS_NAMESPACE, "images_ok")
         self._copies_out = Metrics.counter(METRICS_NAMESPACE, "records_out")
         self._dead = Metrics.counter(METRICS_NAMESPACE, "dead_letters")
+        self._gate_counters = {k: Metrics.counter(METRICS_NAMESPACE, f"quality_gate_{k}")
+                               for k in ("redrawn", "redraws", "degenerate")}  # fmt: skip
 
     def setup(self):
         """Builds the policy once per DoFn instance; one OpenCV thread per worker (Beam parallelizes)."""
@@ -218,6 +231,7 @@ class ExpandFn(beam.DoFn):
         cv2.setNumThreads(1)
         self._policy = Policy.from_config(self._policy_config)
         self._resize = Resize(*self._image_size) if self._image_size else None
+        self._gate = QualityGate(**self._gate_config) if self._gate_config else None
 
     def process(self, source: SourceImage):
         """Yields the source's records, or one tagged dead letter."""
@@ -242,6 +256,7 @@ class ExpandFn(beam.DoFn):
             return
         split = split_of(source.key, self._splits, self._split, self._input_splits, self._split_map)
         stats: list = []
+        tally: Counter = Counter()
         try:
             records = expand_image(
                 data,
@@ -258,6 +273,8 @@ class ExpandFn(beam.DoFn):
                 class_names=self._class_names,
                 split=split,
                 stats=stats,
+                gate=self._gate,
+                gate_tally=tally,
                 augment=(split == self._augment_split) or not (self._splits or self._input_splits or self._split_map),
             )
         except DecodeError as e:
@@ -266,6 +283,8 @@ class ExpandFn(beam.DoFn):
             return
         self._images_ok.inc()
         self._copies_out.inc(len(records))
+        for k, n in tally.items():
+            self._gate_counters[k].inc(n)
         yield from records
         yield beam.pvalue.TaggedOutput(SOURCE_INFO, {"key": source.key, "sha256": digest, "reused": False})
         if stats and stats[0]["pixels"] and len(stats[0]["sum"]) == 3:

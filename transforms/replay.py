@@ -1,8 +1,9 @@
 """Re-deriving a copy from its source bytes and its recorded recipe, bit for bit.
 
 A recipe is the JSON list of steps ``{op, version, config, params}`` stored in every record: ``decode``, an
-optional ``resize``, the policy's ops with the params they drew, and ``encode``. Replay refuses steps whose op or
-version this build does not know, rather than guessing.
+optional ``resize``, the policy's ops with the params they drew (the kept attempt's, for a copy the quality gate
+re-drew), an optional ``quality_gate`` note, and ``encode``. Replay refuses steps whose op or version this build
+does not know, rather than guessing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from transforms.codec import DECODE_VERSION, decode_image, encode_image
+from transforms.quality import GATE_STEP
 from transforms.registry import PolicyError, registered
 
 
@@ -37,8 +39,8 @@ def replay_pixels(recipe: list[dict[str, Any]] | str, source: bytes) -> tuple[np
         raise ReplayError(f"the source decodes as {step['params']}, the recipe recorded {decode['params']}")
     table = registered()
     for s in steps[1:-1]:
-        if s.get("op") == "label_map":
-            continue  # changes the label, not the pixels
+        if s.get("op") in ("label_map", GATE_STEP):
+            continue  # the label map changes the label, the gate step records re-draws: neither touches pixels
         cls = table.get(s.get("op"))
         if cls is None:
             raise ReplayError(f"unknown op {s.get('op')!r} in recipe; known ops: {', '.join(sorted(table))}")

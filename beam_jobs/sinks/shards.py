@@ -24,6 +24,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from beam_jobs.sinks.writers import WRITERS
 from schemas.arrow import arrow_schema
+from transforms.quality import record_counts
 
 DEFAULT_MAX_SHARD_BYTES = 256 * 1024 * 1024
 
@@ -40,6 +41,8 @@ class ShardReport(NamedTuple):
         first_key: Smallest ``source_key`` in the file; orders shards deterministically.
         records_per_class: Records per class name.
         sources_per_class: Source images per class name (counted once per source).
+        gate_counts: Augmented copies and the quality gate's re-draws and flags among them
+            (``transforms.quality.record_counts``, summed).
     """
 
     fmt: str
@@ -50,6 +53,7 @@ class ShardReport(NamedTuple):
     first_key: str
     records_per_class: dict[str, int]
     sources_per_class: dict[str, int]
+    gate_counts: dict[str, int]
 
 
 class _OpenShard:
@@ -59,6 +63,7 @@ class _OpenShard:
         self.first_key: str | None = None
         self.per_class: Counter = Counter()
         self.sources: Counter = Counter()
+        self.gate: Counter = Counter()
 
 
 class WriteShardsFn(beam.DoFn):
@@ -126,6 +131,7 @@ class WriteShardsFn(beam.DoFn):
                 shard.first_key or "",
                 dict(shard.per_class),
                 dict(shard.sources),
+                dict(shard.gate),
             )
         )
 
@@ -134,6 +140,7 @@ class WriteShardsFn(beam.DoFn):
         key = record["source_key"]
         starts_source = bool(record.get("source_start"))
         split = record.get("split", "train")
+        gate = record_counts(record["recipe"]) if record["copy_index"] else None
         if starts_source:
             # Roll over only between sources, so all copies of one source stay in one file.
             self._roll_over_full()
@@ -144,6 +151,8 @@ class WriteShardsFn(beam.DoFn):
             shard.per_class[record["label_name"]] += 1
             if starts_source:
                 shard.sources[record["label_name"]] += 1
+            if gate:
+                shard.gate.update(gate)
             if shard.first_key is None or key < shard.first_key:
                 shard.first_key = key
         self._progress_records += 1
