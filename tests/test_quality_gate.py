@@ -18,8 +18,9 @@ from schemas.source import SourceImage
 from tests.fixtures import encode, make_folder, photo_like, read_parquet, read_tfrecords
 from transforms.codec import decode_image
 from transforms.expand import ExpandFn
+from transforms.functional.geometric import keras_transform_matrix
 from transforms.policies import Policy
-from transforms.quality import QualityGate, fill_fraction
+from transforms.quality import QualityGate, fill_fraction, keras_inverse
 from transforms.seeding import key_digest, op_rng
 
 # Shifts up to 90% of the side with a black fill: about 40% of first draws are more than half fill.
@@ -206,3 +207,15 @@ def test_gate_flags(capsys, tmp_path):
     for flag, value in (("--max-redraws", "-1"), ("--max-fill-fraction", "1.5"), ("--min-pixel-std", "-2")):
         assert main([*argv[:5], flag, value]) == 2
         assert flag in capsys.readouterr().err
+
+
+def test_the_gates_fast_keras_matrix_is_keras_matrix():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        h, w = (int(v) for v in rng.integers(1, 600, 2))
+        params = [rng.uniform(-180, 180), rng.uniform(-80, 80), rng.uniform(-80, 80), rng.uniform(-45, 45),
+                  rng.uniform(0.5, 2), rng.uniform(0.5, 2)]  # fmt: skip
+        params = [p if rng.random() < 0.7 else v for p, v in zip(params, (0, 0, 0, 0, 1, 1), strict=True)]
+        expected, fast = keras_transform_matrix(h, w, *params), keras_inverse(h, w, *params)
+        assert (fast is None and expected is None) or np.allclose(fast, expected[:2], rtol=0, atol=1e-9)
+    assert keras_inverse(10, 20) is None and keras_transform_matrix(10, 20) is None
