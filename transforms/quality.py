@@ -180,8 +180,12 @@ def _coverage(name: str, config: dict, params: dict, shape: list[int]) -> float:
             covered *= _coverage(entry["op"], child, p, shape)
         return covered
     h, w = shape
-    warps = _WARPS[name](config, params, h, w) if name in _WARPS else None
-    covered = _inside(warps, h, w) if warps else 1.0
+    covered = 1.0
+    # Only warps with a counted border are followed (the others cost nothing here); recipe configs always hold the
+    # op's fill_mode, and the table ops (which have none) fill with a constant.
+    if name in _WARPS and config.get("fill_mode", "constant") in FILL_BORDERS:
+        warps = _WARPS[name](config, params, h, w)
+        covered = _inside(warps, h, w) if warps else 1.0
     if name in _RESHAPE:
         shape[:] = _RESHAPE[name](config, params, h, w)
     return covered
@@ -202,25 +206,24 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return points, centre, centre + 0.5
 
 
-def _inside(warps: list[tuple[Any, str]], height: int, width: int) -> float:
+def _inside(warps: list, height: int, width: int) -> float:
     """Share of the grid that a chain of same-size warps fills from inside the source.
 
     Each grid point is followed back through the warps (last first) by their 2x3 affine or 3x3 perspective
-    inverse maps; a point that leaves the image at a warp with a counted border is fill.
+    inverse maps; a point that leaves the image at any of them is fill.
     """
     points, centre, half = _grid(height, width)
     inside = None
-    for i, (inverse, border) in enumerate(reversed(warps)):
+    for i, inverse in enumerate(reversed(warps)):
         m = np.asarray(inverse, dtype=np.float64)
         src = m @ points
         if m.shape[0] == 3:  # perspective
             src = src[:2] / src[2]
-        if border in FILL_BORDERS:
-            ok = (np.abs(src - centre) <= half).all(axis=0)
-            inside = ok if inside is None else inside & ok
+        ok = (np.abs(src - centre) <= half).all(axis=0)
+        inside = ok if inside is None else inside & ok
         if i < len(warps) - 1:
             points = np.vstack([src, points[2:]])
-    return 1.0 if inside is None else float(np.count_nonzero(inside)) / inside.size
+    return float(np.count_nonzero(inside)) / inside.size
 
 
 def keras_inverse(height: int, width: int, theta=0.0, tx=0.0, ty=0.0, shear=0.0, zx=1.0, zy=1.0) -> list | None:
@@ -242,25 +245,24 @@ def keras_inverse(height: int, width: int, theta=0.0, tx=0.0, ty=0.0, shear=0.0,
 def _keras(config, params, h, w):
     m = keras_inverse(h, w, params.get("theta", 0), params.get("tx", 0), params.get("ty", 0), params.get("shear", 0),
                       params.get("zx", 1), params.get("zy", 1))  # fmt: skip
-    return [] if m is None else [(m, config.get("fill_mode", "nearest"))]
+    return [] if m is None else [m]
 
 
 def _affine(config, params, h, w):
-    m = fgeo.affine_inverse_matrix(h, w, params["angle"], params["translate"], params["scale"], params["shear"])
-    return [(m, config.get("fill_mode", "constant"))]
+    return [fgeo.affine_inverse_matrix(h, w, params["angle"], params["translate"], params["scale"], params["shear"])]
 
 
 def _perspective(config, params, h, w):
-    return [(fgeo.perspective_inverse(params["startpoints"], params["endpoints"]), config.get("fill_mode", "constant"))]
+    return [fgeo.perspective_inverse(params["startpoints"], params["endpoints"])]
 
 
 def _table(config, params, h, w):
     # RandAugment, AutoAugment and TrivialAugment warp with a constant fill, one op after the other.
-    return [(autoaugment.warp_matrix(o["name"], o["magnitude"], h, w), "constant")
+    return [autoaugment.warp_matrix(o["name"], o["magnitude"], h, w)
             for o in params.get("ops", ()) if o["name"] in autoaugment.GEOMETRIC]  # fmt: skip
 
 
-# op -> [(inverse map, border mode)] of the warps it applied in order (on one image size), from config and params.
+# op -> inverse maps of the warps it applied, in order (on one image size), from its config and params.
 _WARPS: dict[str, Callable] = {
     "image_data_generator": _keras,
     "affine": _affine,
