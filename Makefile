@@ -17,11 +17,11 @@ ARGS    ?=
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: expand test bench lint clean help preview
+.PHONY: expand test bench demo-train lint clean help preview
 
 help:
 	@echo "make expand [DATASET=shapes|flowers] [SOURCE=path|url] [COPIES=5] [OUT=dir] [SEED=0] [ARGS='--flag ...']"
-	@echo "make preview [DATASET=...] | make test | make bench | make lint | make clean"
+	@echo "make preview [DATASET=...] | make test | make bench | make demo-train | make lint | make clean"
 
 $(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(PY) -m tests.bench $(ARGS)
+
+# Trains the same small Keras CNN on the raw photos and on their expansion; prints both per epoch (a demo).
+demo-train: $(VENV)/.dev
+	$(PY) -m tests.demo_train $(ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check beam_jobs transforms schemas tests

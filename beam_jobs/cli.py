@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from beam_jobs.errors import JobFailed, UserError
 from transforms.functional.geometric import FILL_MODES
 from transforms.mix import PARTNER_MODES
+from transforms.quality import DEFAULT_MAX_FILL, DEFAULT_MAX_REDRAWS, DEFAULT_MIN_STD
 from transforms.registry import PolicyError
 
 KERAS_FLAGS = (
@@ -159,6 +160,15 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                      help="share of augmented copies that are mixed (default 1.0)")  # fmt: skip
     mix.add_argument("--mix-partners", default="any", choices=PARTNER_MODES,
                      help="whom an image is mixed with (default any)")  # fmt: skip
+
+    gate = p.add_argument_group("quality gate (re-draws degenerate copies; see README)")
+    gate.add_argument("--no-quality-gate", action="store_true", help="keep every first draw, degenerate or not")
+    for flag, kind, default, text in (
+        ("--max-redraws", int, DEFAULT_MAX_REDRAWS, "re-draws per degenerate copy"),
+        ("--max-fill-fraction", float, DEFAULT_MAX_FILL, "degenerate above this share of fill pixels"),
+        ("--min-pixel-std", float, DEFAULT_MIN_STD, "degenerate below this per-channel pixel std"),
+    ):
+        gate.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
 
     keras = p.add_argument_group("Keras ImageDataGenerator flags (any of these replaces the default policy)")
     keras.add_argument("--rotation-range", type=float, help="degrees")
@@ -346,6 +356,10 @@ def config_from_args(ns: argparse.Namespace):
         tta=tta,
         zca=ns.zca,
         zca_epsilon=ns.zca_epsilon,
+        quality_gate=not ns.no_quality_gate,
+        max_redraws=ns.max_redraws,
+        max_fill_fraction=ns.max_fill_fraction,
+        min_pixel_std=ns.min_pixel_std,
     )
 
 

@@ -11,6 +11,7 @@ from beam_jobs.errors import UserError
 from beam_jobs.sinks.writers import FORMATS
 from transforms.codec import ENCODINGS
 from transforms.mix import PARTNER_MODES, MixSpec
+from transforms.quality import DEFAULT_MAX_FILL, DEFAULT_MAX_REDRAWS, DEFAULT_MIN_STD
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -63,6 +64,10 @@ class JobConfig:
         tta: Test-time views of every image outside the augmented split (``transforms.tta.parse_tta``), or None.
         zca: Also compute Keras's ZCA whitening matrix over the augmented split (needs one small image size).
         zca_epsilon: Keras's ``zca_epsilon``.
+        quality_gate: Re-draw degenerate copies (``transforms.quality``).
+        max_redraws: Re-draws per degenerate copy; a copy still degenerate after them is kept and flagged.
+        max_fill_fraction: A copy with a larger share of fill pixels is degenerate.
+        min_pixel_std: A copy with a smaller per-channel pixel std (grey levels) is degenerate.
     """
 
     output: str
@@ -106,6 +111,10 @@ class JobConfig:
     tta: dict[str, Any] | None = None
     zca: bool = False
     zca_epsilon: float = 1e-6
+    quality_gate: bool = True
+    max_redraws: int = DEFAULT_MAX_REDRAWS
+    max_fill_fraction: float = DEFAULT_MAX_FILL
+    min_pixel_std: float = DEFAULT_MIN_STD
 
     def __post_init__(self):
         """Validates every field, naming the flag and the allowed values."""
@@ -158,6 +167,12 @@ class JobConfig:
             raise UserError(f"--target-per-class must be >= 1, got {self.target_per_class}")
         if self.copies_per_class and any(k < 0 for _, k in self.copies_per_class):
             raise UserError("--copies-per-class needs class=K with K >= 0")
+        if self.max_redraws < 0:
+            raise UserError(f"--max-redraws must be >= 0, got {self.max_redraws}")
+        if not 0 <= self.max_fill_fraction <= 1:
+            raise UserError(f"--max-fill-fraction must be in [0, 1], got {self.max_fill_fraction}")
+        if self.min_pixel_std < 0:
+            raise UserError(f"--min-pixel-std must be >= 0, got {self.min_pixel_std}")
         if self.incremental and not self.refresh:
             raise UserError("--incremental works with --refresh (it reuses the current version's records)")
         if self.keep_versions < 1:
@@ -245,6 +260,12 @@ class JobConfig:
         if self.mixup is None and self.cutmix is None:
             return None
         return MixSpec(self.mixup, self.cutmix, self.mix_fraction, self.mix_partners)
+
+    def gate_config(self) -> dict[str, Any] | None:
+        """Returns the quality gate's settings (``transforms.quality.QualityGate``), or None when it is off."""
+        if not self.quality_gate:
+            return None
+        return {"max_redraws": self.max_redraws, "max_fill": self.max_fill_fraction, "min_std": self.min_pixel_std}
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the config as a JSON-able dict (for the manifest)."""

@@ -57,6 +57,8 @@ def verify(out: str) -> list[str]:
     if c["images_in"] != c["images_ok"] + c["dead_letters"]:
         problems.append(f"images_in {c['images_in']} != images_ok {c['images_ok']} + dead letters {c['dead_letters']}")
     problems += _check_mix_counts(manifest)
+    if "quality_gate" in c:
+        problems += _gate_problems(manifest)
     per_image = manifest["copies"] + int(manifest["include_original"])
     if manifest.get("copies_per_source"):  # a class-balancing plan: K differs per source
         dead = _dead_keys(out)
@@ -82,18 +84,38 @@ def _parquet_columns(path: str) -> list[str]:
         return pq.ParquetFile(f).schema_arrow.names
 
 
+def _augmented_copies(manifest: dict[str, Any]) -> int:
+    """Records with copy_index >= 1: the augmented split's records minus its originals (views are copy 0)."""
+    c = manifest["counts"]
+    augmented = manifest.get("augment_split", manifest.get("split", "train"))
+    per_split = c.get("per_split") or {augmented: {"images_ok": c["images_ok"], "records_out": c["records_out"]}}
+    split = per_split.get(augmented, {"images_ok": 0, "records_out": 0})
+    return split["records_out"] - (split["images_ok"] if manifest["include_original"] else 0)
+
+
 def _check_mix_counts(manifest: dict[str, Any]) -> list[str]:
     """In a mixed run, every augmented copy has one mix outcome (mixed, unmixed, no_partner, partner_unusable)."""
     if not manifest.get("mix"):
         return []
-    c = manifest["counts"]
-    augmented = manifest.get("augment_split", manifest.get("split", "train"))
-    split = c.get("per_split", {}).get(augmented, {"images_ok": 0, "records_out": 0})
-    copies = split["records_out"] - (split["images_ok"] if manifest["include_original"] else 0)
-    outcomes = sum(c.get("mix", {}).values())
+    mix = manifest["counts"].get("mix", {})
+    outcomes, copies = sum(mix.values()), _augmented_copies(manifest)
     if outcomes != copies:
-        return [f"mix outcomes {c.get('mix')} add up to {outcomes}, {augmented} has {copies} augmented copies"]
+        return [f"mix outcomes {mix} add up to {outcomes}, the dataset has {copies} augmented copies"]
     return []
+
+
+def _gate_problems(manifest: dict[str, Any]) -> list[str]:
+    """The quality gate checked every augmented copy; each degenerate first draw was fixed or is still flagged."""
+    g = manifest["counts"]["quality_gate"]
+    problems = []
+    if g["checked"] != _augmented_copies(manifest):
+        problems.append(f"quality gate checked {g['checked']} copies, the dataset has {_augmented_copies(manifest)}")
+    if g["degenerate_first_draw"] != g["fixed_by_redraw"] + g["still_degenerate"]:
+        problems.append(
+            f"quality gate: {g['degenerate_first_draw']} degenerate first draws != {g['fixed_by_redraw']} fixed + "
+            f"{g['still_degenerate']} still degenerate"
+        )
+    return problems
 
 
 def _dead_keys(out: str) -> set[str]:

@@ -173,6 +173,7 @@ class JobPlan:
             "copies_per_source": self.copies_per_source or None,
             "mix": self.config.mix.to_config() if self.config.mix else None,
             "tta": TTA.from_config(self.config.tta).describe() if self.config.tta else None,
+            "quality_gate": self.config.gate_config(),
         }
 
     def image_entries(self) -> list[dict[str, Any]]:
@@ -311,6 +312,7 @@ def build_pipeline(
         mix_partners=plan.mix_partners,
         tta=c.tta,
         zca=c.zca,
+        quality_gate=c.gate_config(),
         **split_args,
     )
     expanded = outputs.records

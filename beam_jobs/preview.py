@@ -46,6 +46,8 @@ def summarize(steps: list[dict[str, Any]]) -> list[str]:
             parts.append(f"{mode} skipped ({skipped})" if skipped else f"{mode} {p['lambda']:.2f} + {partner}")
         elif op == "label_map":
             parts.append(f"label {p['from']}→{p['to']}")
+        elif op == "quality_gate":
+            parts.append(("DEGENERATE after " if p["degenerate"] else "") + f"{len(p['reasons']) - 1} redraw(s)")
         else:
             nums = [f"{k} {_num(v)}" for k, v in p.items() if isinstance(v, float)][:2]
             flags = [k for k, v in p.items() if v is True]

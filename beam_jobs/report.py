@@ -104,7 +104,7 @@ def _save(img: Image.Image, path: str) -> None:
 
 def write_report(out: str) -> str:
     """Writes ``report.html`` and ``report/*.png`` into a dataset directory; returns the HTML path."""
-    from beam_jobs.summary import policy_text
+    from beam_jobs.summary import gate_text, policy_text
 
     m = load_manifest(out)
     c = m["counts"]
@@ -129,6 +129,7 @@ def write_report(out: str) -> str:
         f"<h3>{e(name)} <small>{e(key)}</small></h3><img src='{file}' alt='{e(name)} samples'>"
         for name, key, file in sheets
     )
+    gate = f"<p>{e(gate_text(c['quality_gate']))}.</p>" if "quality_gate" in c else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(m["name"])} — beam-expand report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1500px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}
@@ -136,6 +137,7 @@ img{{max-width:100%}}pre{{background:#f4f4f4;padding:1em}}</style></head><body>
 <h1>{e(m["name"])} / {e(m["split"])}: {c["records_out"]:,} records</h1>
 <p>{c["images_in"]:,} images in, {c["images_ok"]:,} expanded, {c["dead_letters"]:,} dead letters, seed {m["seed"]},
 {m["copies"]} copies per image{" + original" if m["include_original"] else ""}; run {e(str(m.get("run_id", "")))}.</p>
+{gate}
 <h2>Classes</h2><img src="report/class_counts.png" alt="class counts">
 <table><tr><th>class</th><th>images in</th><th>dead letters</th><th>records out</th></tr>{rows}</table>
 <h2>Samples</h2>{sheet_html}

@@ -43,6 +43,17 @@ def dry_run_text(plan: dict[str, Any]) -> str:
     )
 
 
+def gate_text(g: dict[str, Any]) -> str:
+    """Returns one line on the quality gate's work (``counts.quality_gate`` of the manifest)."""
+    reasons = ", ".join(f"{n} {r}" for r, n in g["reasons"].items() if n)
+    return (
+        f"quality gate: {g['degenerate_first_draw']:,} of {g['checked']:,} copies degenerate at first draw"
+        + (f" ({reasons})" if reasons else "")
+        + f"; {g['fixed_by_redraw']:,} fixed by {g['redraws']:,} re-draws; {g['still_degenerate']:,} still "
+        "degenerate (kept, flagged in their recipe)"
+    )
+
+
 def run_summary_text(manifest: dict[str, Any], wall_seconds: float, runner: str, output: str) -> str:
     """Returns the end-of-run summary: counts, per-class table, wall time and copies/s."""
     c = manifest["counts"]
@@ -62,6 +73,7 @@ def run_summary_text(manifest: dict[str, Any], wall_seconds: float, runner: str,
             f"ignored files: {c['ignored_files']}; skipped non-images: {c['skipped_non_images']}; "
             f"dead letters: {c['dead_letters']} (see dead_letter.jsonl); open {output.rstrip('/')}/report.html",
             *([f"mix outcomes of augmented copies: {json.dumps(c['mix'])}"] if "mix" in c else []),
+            *([gate_text(c["quality_gate"])] if "quality_gate" in c else []),
             f"runner: {runner}; wall time {wall_seconds:,.1f}s; {rate:,.1f} records/s",
             *(f"warning: {p}" for p in manifest["listing"].get("problems", [])),
         ]

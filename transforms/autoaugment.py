@@ -17,21 +17,39 @@ from transforms.functional import color as fc
 from transforms.functional import geometric as fgeo
 from transforms.registry import register
 
-
-def _affine(image, fill, angle=0.0, translate=(0, 0), shear=(0.0, 0.0), center=None):
-    h, w = image.shape[:2]
-    m = fgeo.affine_inverse_matrix(h, w, angle, translate, 1.0, shear, center)
-    return fgeo.warp(image, m, "constant", fill, "nearest")
+GEOMETRIC = frozenset({"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"})
 
 
-# name -> kernel(image, magnitude, fill); as torchvision's _apply_op (shears about the top-left corner).
+def warp_matrix(name: str, magnitude: float, height: int, width: int) -> np.ndarray:
+    """Returns the inverse map (output -> input pixel) of a geometric table op, as torchvision's ``_apply_op``.
+
+    Shears are about the top-left corner; ``Rotate`` is counter-clockwise. The quality gate
+    (``transforms.quality``) reads the same matrix to measure how much of a copy is fill.
+    """
+    angle, translate, shear, center = 0.0, (0, 0), (0.0, 0.0), None
+    if name == "ShearX":
+        shear, center = (math.degrees(math.atan(magnitude)), 0.0), (0, 0)
+    elif name == "ShearY":
+        shear, center = (0.0, math.degrees(math.atan(magnitude))), (0, 0)
+    elif name == "TranslateX":
+        translate = (int(magnitude), 0)
+    elif name == "TranslateY":
+        translate = (0, int(magnitude))
+    elif name == "Rotate":
+        angle = -magnitude
+    else:
+        raise ValueError(f"{name!r} is not a geometric table op ({', '.join(sorted(GEOMETRIC))})")
+    return fgeo.affine_inverse_matrix(height, width, angle, translate, 1.0, shear, center)
+
+
+def _warp(name: str):
+    return lambda im, m, f: fgeo.warp(im, warp_matrix(name, m, *im.shape[:2]), "constant", f, "nearest")
+
+
+# name -> kernel(image, magnitude, fill), as torchvision's _apply_op.
 KERNELS = {
     "Identity": lambda im, m, f: im.copy(),
-    "ShearX": lambda im, m, f: _affine(im, f, shear=(math.degrees(math.atan(m)), 0.0), center=(0, 0)),
-    "ShearY": lambda im, m, f: _affine(im, f, shear=(0.0, math.degrees(math.atan(m))), center=(0, 0)),
-    "TranslateX": lambda im, m, f: _affine(im, f, translate=(int(m), 0)),
-    "TranslateY": lambda im, m, f: _affine(im, f, translate=(0, int(m))),
-    "Rotate": lambda im, m, f: _affine(im, f, angle=-m),  # counter-clockwise, as torchvision's rotate
+    **{name: _warp(name) for name in ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")},
     "Brightness": lambda im, m, f: fc.brightness_pil(im, 1.0 + m),
     "Color": lambda im, m, f: fc.saturation(im, 1.0 + m),
     "Contrast": lambda im, m, f: fc.contrast(im, 1.0 + m),
@@ -158,14 +176,13 @@ AUTOAUGMENT_POLICIES: dict[str, list] = {
     ],
 }  # fmt: skip
 
-_GEOMETRIC = frozenset({"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"})
-_COLOR = frozenset(KERNELS) - _GEOMETRIC - {"Identity"}
+_COLOR = frozenset(KERNELS) - GEOMETRIC - {"Identity"}
 
 
 def _allowed(names, banned: frozenset[str]) -> list[str]:
     out = []
     for n in names:
-        if n in _GEOMETRIC and ("geometric" in banned or n.lower() in banned):
+        if n in GEOMETRIC and ("geometric" in banned or n.lower() in banned):
             continue
         if n in _COLOR and ("color" in banned or n.lower() in banned):
             continue

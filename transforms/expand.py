@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from typing import Any
 
 import apache_beam as beam
@@ -34,6 +35,7 @@ from transforms.codec import DecodeError, decode_image, encode_image, encode_ste
 from transforms.geometric import Resize
 from transforms.mix import Mixer, MixInput, MixSpec
 from transforms.policies import Policy
+from transforms.quality import QualityGate
 from transforms.seeding import assign_split
 from transforms.tta import TTA
 
@@ -85,6 +87,8 @@ def expand_image(
     mix: Mixer | None = None,
     tta: TTA | None = None,
     pixels_out: list | None = None,
+    gate: QualityGate | None = None,
+    gate_tally: Counter | None = None,
 ) -> list[dict[str, Any]]:
     """Decodes one source image and returns its output records.
 
@@ -107,6 +111,8 @@ def expand_image(
         mix: Mixes the augmented copies with their partners' copies and adds the mix fields (mixed runs).
         tta: Test-time views written after the original of an evaluation split's image (``view_index`` 1..N).
         pixels_out: If given, the decoded (and resized) source is appended to it.
+        gate: If given, degenerate copies are re-drawn (``transforms.quality``).
+        gate_tally: Counts of the gate's re-draws and flags, added to when given.
 
     Returns:
         Records (dicts with every field of ``schemas.FIELDS``), original first then copies 1..K.
@@ -153,8 +159,9 @@ def expand_image(
     # Mixed copies stay RGB: the mixer blends them with partner copies made in RGB.
     bgra = copies > 0 and mix is None and policy.channel_free(label_name)
     working = to_working(image) if bgra else image
+    augment_copy = gate.for_source(policy, working, gate_tally) if gate and copies else policy.augment
     for copy_index in range(1, copies + 1):
-        pixels, steps, name = policy.augment(working, seed, key, copy_index, label_name)
+        pixels, steps, name = augment_copy(working, seed, key, copy_index, label_name)
         if mix is not None:
             pixels, steps, name = mix.apply(pixels, steps, name, copy_index)
         records.append(record(pixels, copy_index, steps, name, bgra))
@@ -217,6 +224,7 @@ class ExpandFn(beam.DoFn):
         mix: ``MixSpec.to_config()`` in a MixUp/CutMix run (elements are then ``MixInput``s), else None.
         tta: ``transforms.tta`` config: test-time views of every image outside the augmented split, or None.
         zca: Emit each augmented-split source's decoded pixels on the ``zca`` tag (for the ZCA sums).
+        quality_gate: ``QualityGate.config()`` to re-draw degenerate copies, or None for no gate.
     """
 
     def __init__(
@@ -239,10 +247,12 @@ class ExpandFn(beam.DoFn):
         mix: dict | None = None,
         tta: dict | None = None,
         zca: bool = False,
+        quality_gate: dict | None = None,
     ):
         self._mix = mix
         self._tta_config = tta
         self._zca = zca
+        self._gate_config = quality_gate
         self._split_map = split_map
         self._copies_per_source = copies_per_source or {}
         self._splits = [tuple(s) for s in splits] if splits else None
@@ -261,6 +271,8 @@ class ExpandFn(beam.DoFn):
         self._images_ok = Metrics.counter(METRICS_NAMESPACE, "images_ok")
         self._copies_out = Metrics.counter(METRICS_NAMESPACE, "records_out")
         self._dead = Metrics.counter(METRICS_NAMESPACE, "dead_letters")
+        self._gate_counters = {k: Metrics.counter(METRICS_NAMESPACE, f"quality_gate_{k}")
+                               for k in ("redrawn", "redraws", "degenerate")}  # fmt: skip
 
     def setup(self):
         """Builds the policy once per DoFn instance; one OpenCV thread per worker (Beam parallelizes)."""
@@ -271,6 +283,13 @@ class ExpandFn(beam.DoFn):
         self._resize = Resize(*self._image_size) if self._image_size else None
         self._mix_spec = MixSpec.from_config(self._mix) if self._mix else None
         self._tta = TTA.from_config(self._tta_config) if self._tta_config else None
+        self._gate = QualityGate(**self._gate_config) if self._gate_config else None
+
+    def _partner_augment(self, image, seed, key, copy_index, label_name=None):
+        """A mix partner's copy exactly as its own source writes it (through the quality gate, when on)."""
+        if self._gate is None:
+            return self._policy.augment(image, seed, key, copy_index, label_name)
+        return self._gate.for_source(self._policy, image)(image, seed, key, copy_index, label_name)
 
     def process(self, element: SourceImage | MixInput):
         """Yields the source's records, or one tagged dead letter."""
@@ -299,6 +318,7 @@ class ExpandFn(beam.DoFn):
         stats: list = []
         augment = (split == self._augment_split) or not (self._splits or self._input_splits or self._split_map)
         decoded: list | None = [] if self._zca and augment else None
+        tally: Counter = Counter()
         try:
             records = expand_image(
                 data,
@@ -316,11 +336,13 @@ class ExpandFn(beam.DoFn):
                 split=split,
                 stats=stats,
                 augment=augment,
-                mix=Mixer(self._mix_spec, self._seed, item, self._policy.augment, self._resize, self._class_names)
+                mix=Mixer(self._mix_spec, self._seed, item, self._partner_augment, self._resize, self._class_names)
                 if self._mix_spec
                 else None,
                 tta=self._tta,
                 pixels_out=decoded,
+                gate=self._gate,
+                gate_tally=tally,
             )
         except DecodeError as e:
             self._dead.inc()
@@ -329,6 +351,8 @@ class ExpandFn(beam.DoFn):
             return
         self._images_ok.inc()
         self._copies_out.inc(len(records))
+        for k, n in tally.items():
+            self._gate_counters[k].inc(n)
         yield from records
         yield beam.pvalue.TaggedOutput(SOURCE_INFO, {"key": source.key, "sha256": digest, "reused": False})
         if stats and stats[0]["pixels"] and len(stats[0]["sum"]) == 3:

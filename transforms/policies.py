@@ -16,7 +16,8 @@ Policy file (YAML or JSON)::
 
 Compact string (``--policy``): ``"image_data_generator(rotation_range=30)|hflip|gaussian_blur(sigma=[0.1,2],p=0.3)"``.
 A preset name (``randaugment``, ``light``, ...) or a preset op with arguments (``randaugment(magnitude=12)``)
-works too. Op ``i`` of copy ``c`` of source ``key`` draws from ``seeding.op_rng(seed, key, c, i)``.
+works too. Op ``i`` of copy ``c`` of source ``key`` draws from ``seeding.op_rng(seed, key, c, i)`` (plus the attempt
+when the quality gate re-draws a copy).
 """
 
 from __future__ import annotations
@@ -175,7 +176,13 @@ class Policy:
         return all(op.channel_free() for op in self.ops_for(label_name))
 
     def augment(
-        self, image: np.ndarray, seed: int, source_key: str, copy_index: int, label_name: str | None = None
+        self,
+        image: np.ndarray,
+        seed: int,
+        source_key: str,
+        copy_index: int,
+        label_name: str | None = None,
+        attempt: int = 0,
     ) -> tuple[np.ndarray, list[dict[str, Any]], str | None]:
         """Makes one augmented copy.
 
@@ -185,6 +192,7 @@ class Policy:
             source_key: Stable id of the source image.
             copy_index: 1..K.
             label_name: The source's class (selects per-class rules and the label map).
+            attempt: 0 for the copy's first draw; 1..N for the quality gate's re-draws (other sub-seeds).
 
         Returns:
             The copy, its recipe steps (``{op, version, config, params}`` per op, plus a ``label_map`` step when
@@ -194,7 +202,7 @@ class Policy:
         out = image
         events: list[str] = []
         for op_index, op in enumerate(self.ops_for(label_name)):
-            out, params = _run(op, op_rng(seed, source_key, copy_index, op_index), out)
+            out, params = _run(op, op_rng(seed, source_key, copy_index, op_index, attempt), out)
             steps.append(op.step(params))
             events.extend(op.label_events(params))
         label = label_name

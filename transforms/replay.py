@@ -1,9 +1,10 @@
 """Re-deriving a copy from its source bytes and its recorded recipe, bit for bit.
 
 A recipe is the JSON list of steps ``{op, version, config, params}`` stored in every record: ``decode``, an
-optional ``resize``, the policy's ops with the params they drew, an optional ``mix`` step (MixUp/CutMix: it holds
-the partner's own steps, replayed from the partner's source bytes) and ``encode``. Replay refuses steps whose op
-or version this build does not know, rather than guessing.
+optional ``resize``, the policy's ops with the params they drew (the kept attempt's, for a copy the quality gate
+re-drew), an optional ``quality_gate`` note, an optional ``mix`` step (MixUp/CutMix: it holds the partner's own
+steps, replayed from the partner's source bytes) and ``encode``. Replay refuses steps whose op or version this build
+does not know, rather than guessing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from transforms.codec import DECODE_VERSION, decode_image, encode_image
 from transforms.mix import MIX_VERSION, mix_step_pixels
+from transforms.quality import GATE_STEP
 from transforms.registry import PolicyError, registered
 
 
@@ -34,8 +36,8 @@ def _run(steps: list[dict[str, Any]], source: bytes, partner_source: bytes | Non
         raise ReplayError(f"the source decodes as {step['params']}, the recipe recorded {decode['params']}")
     table = registered()
     for s in steps[1:]:
-        if s.get("op") == "label_map":
-            continue  # changes the label, not the pixels
+        if s.get("op") in ("label_map", GATE_STEP):
+            continue  # the label map changes the label, the gate step records re-draws: neither touches pixels
         if s.get("op") == "mix":
             image = _mix(image, s, partner_source)
             continue

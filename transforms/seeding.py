@@ -19,7 +19,12 @@ def key_digest(source_key: str) -> tuple[int, int, int, int]:
     return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))  # type: ignore[return-value]
 
 
-def op_rng(seed: int, source_key: str, copy_index: int, op_index: int) -> np.random.Generator:
+# Marks the entropy of a re-drawn copy (the quality gate's attempts 1..N), so that its words can never line up with
+# an attempt-0 sequence of another copy or op.
+_REDRAW = 0x52454452  # "REDR"
+
+
+def op_rng(seed: int, source_key: str, copy_index: int, op_index: int, attempt: int = 0) -> np.random.Generator:
     """Returns the generator for one op of one copy of one source image.
 
     Args:
@@ -27,13 +32,20 @@ def op_rng(seed: int, source_key: str, copy_index: int, op_index: int) -> np.ran
         source_key: Stable id of the source image.
         copy_index: 1..K for augmented copies.
         op_index: Position of the op in the flattened policy.
+        attempt: 0 for the first draw of a copy (the entropy every earlier version used, so outputs do not
+            change); 1..N for the quality gate's re-draws (``transforms.quality``), each a sub-seed of its own.
 
     Returns:
         A fresh ``numpy.random.Generator`` (PCG64) seeded from a ``SeedSequence`` of those values.
     """
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
-    return np.random.default_rng([seed, *key_digest(source_key), copy_index, op_index])
+    if attempt < 0:
+        raise ValueError(f"attempt must be >= 0, got {attempt}")
+    entropy = [seed, *key_digest(source_key), copy_index, op_index]
+    if attempt:
+        entropy += [_REDRAW, attempt]
+    return np.random.default_rng(entropy)
 
 
 # The MixUp/CutMix draws of a copy (``transforms.mix``) use their own stream: an op position no policy reaches.

@@ -38,6 +38,7 @@ from schemas.arrow import arrow_schema
 from schemas.record import record_fields
 from schemas.tfds_metadata import dataset_info_json, features_json
 from transforms.mix import MIX_STATES
+from transforms.quality import manifest_counts
 
 MANIFEST = "beam_expand.json"
 DEAD_LETTERS = "dead_letter.jsonl"
@@ -172,7 +173,7 @@ class FinalizeFn(beam.DoFn):
             empty = FileSystems.join(self._temp_dir, f"{split}-{fmt}-empty")
             WRITERS[fmt](empty, arrow_schema(self._class_names, self._mixed)).close()
             check = verify_shard(empty, fmt, expected=0)
-            kept = [ShardReport(fmt, split, empty, 0, check["bytes"], "", {}, {}, sha256=check["sha256"])]
+            kept = [ShardReport(fmt, split, empty, 0, check["bytes"], "", {}, {}, {}, sha256=check["sha256"])]
         count = len(kept)
         targets = [self._path(shard_name(self._name, split, fmt, i, count)) for i in range(count)]
         FileSystems.rename([r.temp_path for r in kept], targets)
@@ -227,10 +228,12 @@ class FinalizeFn(beam.DoFn):
         counted = [r for r in reports if r.fmt == self._formats[0]]
         records = Counter()
         sources = Counter()
+        gate = Counter()
         per_split = {split: {"images_ok": 0, "records_out": 0} for split in splits}
         for r in counted:
             records.update(r.records_per_class)
             sources.update(r.sources_per_class)
+            gate.update(r.gate_counts)
             per_split[r.split]["images_ok"] += sum(r.sources_per_class.values())
             per_split[r.split]["records_out"] += r.num_records
 
@@ -278,6 +281,8 @@ class FinalizeFn(beam.DoFn):
             for r in counted:
                 mix_states.update(r.mix_states or {})
             manifest["counts"]["mix"] = dict(mix_states)
+        if manifest.get("quality_gate"):
+            manifest["counts"]["quality_gate"] = manifest_counts(gate)
         manifest["shards"] = shards
         manifest["run_id"] = self._run_id
         # Content hashes of every input that could be read (for refresh and incremental runs), and the pinned

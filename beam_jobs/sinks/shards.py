@@ -25,6 +25,7 @@ from apache_beam.transforms.window import GlobalWindows
 from beam_jobs.sinks.publish import verify_shard
 from beam_jobs.sinks.writers import WRITERS
 from schemas.arrow import arrow_schema
+from transforms.quality import record_counts
 
 DEFAULT_MAX_SHARD_BYTES = 256 * 1024 * 1024
 
@@ -41,6 +42,8 @@ class ShardReport(NamedTuple):
         first_key: Smallest ``source_key`` in the file; orders shards deterministically.
         records_per_class: Records per class name.
         sources_per_class: Source images per class name (counted once per source, under its own class).
+        gate_counts: Augmented copies and the quality gate's re-draws and flags among them
+            (``transforms.quality.record_counts``, summed).
         mix_states: In a mixed run, augmented copies per outcome (``transforms.mix.MIX_STATES``).
         sha256: Of the file, from the re-read that verified it (None for image folders, checked at finalize).
     """
@@ -53,6 +56,7 @@ class ShardReport(NamedTuple):
     first_key: str
     records_per_class: dict[str, int]
     sources_per_class: dict[str, int]
+    gate_counts: dict[str, int]
     mix_states: dict[str, int] | None = None
     sha256: str | None = None
 
@@ -65,6 +69,7 @@ class _OpenShard:
         self.per_class: Counter = Counter()
         self.sources: Counter = Counter()
         self.mix_states: Counter = Counter()
+        self.gate: Counter = Counter()
 
 
 class WriteShardsFn(beam.DoFn):
@@ -138,6 +143,7 @@ class WriteShardsFn(beam.DoFn):
                 shard.first_key or "",
                 dict(shard.per_class),
                 dict(shard.sources),
+                dict(shard.gate),
                 dict(shard.mix_states) if self._mixed else None,
                 checked["sha256"] if checked else None,
             )
@@ -148,6 +154,7 @@ class WriteShardsFn(beam.DoFn):
         key = record["source_key"]
         starts_source = bool(record.get("source_start"))
         split = record.get("split", "train")
+        gate = record_counts(record["recipe"]) if record["copy_index"] else None
         if starts_source:
             # Roll over only between sources, so all copies of one source stay in one file.
             self._roll_over_full()
@@ -160,6 +167,8 @@ class WriteShardsFn(beam.DoFn):
                 shard.sources[record.get("source_class", record["label_name"])] += 1
             if "mix_state" in record:
                 shard.mix_states[record["mix_state"]] += 1
+            if gate:
+                shard.gate.update(gate)
             if shard.first_key is None or key < shard.first_key:
                 shard.first_key = key
         self._progress_records += 1
