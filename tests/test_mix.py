@@ -407,3 +407,28 @@ def test_pair_with_partners_then_expand_on_a_pinned_runner(tmp_path):
         assert_that(states, equal_to(expected))
         dead = out[DEAD_LETTER] | "Reason" >> beam.Map(lambda d: (d["source_key"], d["stage"], d["reason"]))
         assert_that(dead, equal_to([("b/gone.png", "read", "unreadable")]), label="dead letters")
+
+
+def test_a_partner_redrawn_by_the_quality_gate_is_mixed_as_written(tmp_path):
+    # Huge shifts with constant fill make many first draws degenerate: the gate re-draws them. A mixed copy must
+    # then blend in the partner's copy as the partner's own record holds it (the kept attempt), not the first draw.
+    src = make_source(tmp_path / "animals")
+    out = tmp_path / "out"
+    policy = {"version": 1, "ops": [{"op": "affine", "translate": [0.6, 0.6], "fill_mode": "constant"}]}
+    manifest = run(out, source=str(src), copies=3, seed=7, image_format="png", mixup=0.4, policy=policy,
+                   cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    assert manifest["counts"]["quality_gate"]["redrawn"] > 0
+    rows = {(r["source_key"], r["copy_index"]): r for r in split_rows(out, "train")}
+    checked = 0
+    for r in rows.values():
+        step = mix_step(r)
+        if step is None or "skipped" in step["params"]:
+            continue
+        partner = step["params"]["partner"]
+        written = json.loads(rows[(partner["source_key"], partner["copy_index"])]["recipe"])
+        own = [s for s in written if s["op"] not in ("decode", "encode", "mix")]
+        # the partner's steps: decode, its own ops (as written), then a resize when its size differs
+        assert partner["steps"][1 : len(own) + 1] == own, "the mix used another draw than the partner's written copy"
+        checked += any(s["op"] == "quality_gate" for s in own)
+    assert checked > 0  # some partners were re-drawn by the gate
+    assert main(["verify", str(out)]) == 0

@@ -302,7 +302,10 @@ def record_counts(recipe: str) -> dict[str, int]:
     counts = {"checked": 1}
     if f'"{GATE_STEP}"' not in recipe:  # cheap: the gate step is in the recipes of degenerate first draws only
         return counts
-    gate = next(s for s in json.loads(recipe) if s["op"] == GATE_STEP)["params"]
+    # Only the copy's own steps count: a mixed copy's ``mix`` step also holds its partner's steps, gate note included.
+    gate = next((s["params"] for s in json.loads(recipe) if s["op"] == GATE_STEP), None)
+    if gate is None:
+        return counts
     counts["degenerate_first_draw"] = 1
     counts["redrawn"] = int(len(gate["reasons"]) > 1)
     counts["redraws"] = len(gate["reasons"]) - 1
