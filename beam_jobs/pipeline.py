@@ -75,8 +75,10 @@ class JobPlan:
             if unknown:
                 raise UserError(f"--copies-per-class names unknown class(es) {unknown}; the source has: "
                                 f"{', '.join(self.listing.class_names)}")  # fmt: skip
+            # Only the augmented split is balanced: evaluation splits keep their originals (and their class mix).
+            augmented = [s for s in self.listing.images if self.augmented(s.key)]
             self.copies_per_source, self.copy_plan = balance.plan_copies(
-                self.listing.images, self.listing.class_names, c.copies, c.include_original, c.balance,
+                augmented, self.listing.class_names, c.copies, c.include_original, c.balance,
                 c.target_per_class, per_class,
             )  # fmt: skip
         return self

@@ -32,6 +32,24 @@ def test_balance_with_originals_brings_every_class_to_the_largest(capsys, tmp_pa
     assert main(["verify", str(out)]) == 0
 
 
+def test_balance_with_splits_balances_the_training_split_only(tmp_path):
+    src = _imbalanced(tmp_path)
+    out = tmp_path / "out"
+    argv = ["run", "--source", str(src), "--output", str(out), "--copies", "1", "--include-original", "--balance",
+            "--splits", "train=0.7,validation=0.3", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    manifest = json.loads((out / "beam_expand.json").read_text())
+    rows = read_tfrecords(out)
+    train = [r for r in rows if r["source_key"] in manifest["copies_per_source"]]
+    held_out = [r for r in rows if r["source_key"] not in manifest["copies_per_source"]]
+    per_class = {n: sum(1 for r in train if r["label_name"] == n) for n in ("common", "rare", "rarest")}
+    largest = max(per_class.values())
+    assert all(largest - n <= 1 for n in per_class.values()), per_class  # balanced (to the record)
+    assert held_out and all(int(r["copy_index"]) == 0 for r in held_out)  # evaluation images: originals only
+    assert len(held_out) == manifest["counts"]["per_split"]["validation"]["images_ok"]
+    assert main(["verify", str(out)]) == 0
+
+
 def test_uneven_plans_are_deterministic_and_never_drop_inputs():
     images = [SourceImage(f"a/{i}.png", 0, "a") for i in range(3)] + [
         SourceImage(f"b/{i}.png", 1, "b") for i in range(7)
