@@ -112,7 +112,7 @@ class ExpandImages(beam.PTransform):
 
 def _reused_records(rows: list[dict], split: str) -> list[dict]:
     records = [{**row, "image": row["image"]["bytes"], "split": split} for row in rows]
-    records.sort(key=lambda r: r["copy_index"])
+    records.sort(key=lambda r: (r["copy_index"], r.get("view_index", 0)))  # the order expand_image writes
     if records:
         records[0]["source_start"] = True
     return records

@@ -73,3 +73,14 @@ def test_rules_naming_unknown_classes_are_refused_before_the_run(tmp_path):
         _run(src, tmp_path / "out", policy)
     with pytest.raises(PolicyError, match="events: hflip"):
         _run(src, tmp_path / "out", {"version": 1, "ops": [{"op": "hflip"}], "label_map": {"twirl": {}}})
+
+
+def test_a_source_whose_every_copy_changes_class_is_still_counted_under_its_own(tmp_path):
+    src = make_folder(tmp_path / "signs", classes=("left_arrow", "right_arrow"), per_class=3)
+    policy = {"version": 1, "ops": [{"op": "hflip", "p": 1.0}],
+              "label_map": {"hflip": {"left_arrow": "right_arrow", "right_arrow": "left_arrow"}}}  # fmt: skip
+    manifest = _run(src, tmp_path / "out", policy, copies=2)
+    per_class = manifest["counts"]["per_class"]
+    for name in ("left_arrow", "right_arrow"):
+        assert per_class[name]["images_in"] == per_class[name]["images_ok"] == 3  # sources, by their own class
+        assert per_class[name]["records_out"] == 6  # every copy of the other class, relabelled

@@ -16,10 +16,10 @@ from beam_jobs.errors import UserError
 from beam_jobs.mixing import plan_partners
 from schemas.record import field_names
 from schemas.source import SourceImage
-from tests.fixtures import make_folder, read_parquet, read_tfrecords
+from tests.fixtures import make_folder, photo_like, read_parquet, read_tfrecords
 from tests.test_pipeline_e2e import run
 from transforms.codec import decode_image
-from transforms.mix import MixSpec, cutmix_box, draw, is_mixed, mixup
+from transforms.mix import MixSpec, cutmix_box, draw, is_mixed, mix_step_pixels, mixup
 from transforms.policies import Policy
 from transforms.replay import ReplayError, replay
 
@@ -432,3 +432,13 @@ def test_a_partner_redrawn_by_the_quality_gate_is_mixed_as_written(tmp_path):
         checked += any(s["op"] == "quality_gate" for s in own)
     assert checked > 0  # some partners were re-drawn by the gate
     assert main(["verify", str(out)]) == 0
+
+
+def test_a_partner_with_another_channel_count_takes_the_copys():
+    rgb = photo_like(np.random.default_rng(0), 8, 8)
+    grey = rgb[:, :, :1].copy()
+    step = {"config": {"mode": "cutmix"}, "params": {"lambda": 0.5, "box": [0, 4, 0, 8]}}
+    out = mix_step_pixels(rgb, grey, step)
+    assert out.shape == rgb.shape and np.array_equal(out[:4], np.repeat(grey, 3, axis=2)[:4])
+    out = mix_step_pixels(grey, rgb, {"config": {"mode": "mixup"}, "params": {"lambda": 1.0}})
+    assert out.shape == grey.shape and np.array_equal(out, grey)

@@ -138,3 +138,22 @@ def test_a_shard_changed_after_its_check_is_not_published(capsys, image_folder, 
     assert _run(image_folder, out, "--overwrite") == 1
     assert "but the worker verified" in capsys.readouterr().err
     assert snapshot(out) == before
+
+
+def test_verify_accepts_a_dataset_written_before_view_index_existed(image_folder, tmp_path):
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out"
+    assert _run(image_folder, out) == 0
+    manifest = json.loads((out / "beam_expand.json").read_text())
+    for shard in manifest["shards"]["parquet"]:  # rewrite the shards as the previous version wrote them
+        path = out / shard["file"]
+        pq.write_table(pq.read_table(path).drop_columns(["view_index"]), path)
+        shard.update(bytes=path.stat().st_size, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    (out / "beam_expand.json").write_text(json.dumps(manifest))
+    assert main(["verify", str(out)]) == 0
+    table = pq.read_table(out / manifest["shards"]["parquet"][0]["file"])
+    pq.write_table(table.drop_columns(["copy_index"]), out / manifest["shards"]["parquet"][0]["file"])
+    assert main(["verify", str(out)]) == 1  # a column missing for another reason is still damage

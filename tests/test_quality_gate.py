@@ -5,6 +5,7 @@ import json
 from collections import Counter
 
 import apache_beam as beam
+import cv2
 import numpy as np
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
@@ -16,7 +17,7 @@ from beam_jobs.config import JobConfig
 from beam_jobs.pipeline import run_job
 from schemas.source import SourceImage
 from tests.fixtures import encode, make_folder, photo_like, read_parquet, read_tfrecords
-from transforms.codec import decode_image
+from transforms.codec import decode_image, to_working
 from transforms.expand import ExpandFn
 from transforms.functional.geometric import keras_transform_matrix
 from transforms.policies import Policy
@@ -219,3 +220,32 @@ def test_the_gates_fast_keras_matrix_is_keras_matrix():
         expected, fast = keras_transform_matrix(h, w, *params), keras_inverse(h, w, *params)
         assert (fast is None and expected is None) or np.allclose(fast, expected[:2], rtol=0, atol=1e-9)
     assert keras_inverse(10, 20) is None and keras_transform_matrix(10, 20) is None
+
+
+def test_the_gate_judges_a_bgra_working_copy_as_it_judges_rgb():
+    # A black source with one textured corner: big constant-fill shifts often leave a flat copy. The BGRA working
+    # copy's 4th channel (cval where filled, 255 elsewhere) must not make such a copy look textured.
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[:20, :20] = photo_like(np.random.default_rng(1), 20, 20)
+    policy = Policy.from_config({"version": 1, "ops": [{"op": "affine", "translate": [0.4, 0.4],
+                                                        "fill_mode": "constant"}]})  # fmt: skip
+    gate = QualityGate(max_redraws=2)
+    rgb, bgra = gate.for_source(policy, image), gate.for_source(policy, to_working(image))
+    flagged = 0
+    for c in range(1, 60):
+        want, want_steps, _ = rgb(image, 0, "k", c)
+        got, got_steps, _ = bgra(to_working(image), 0, "k", c)
+        assert got_steps == want_steps
+        np.testing.assert_array_equal(cv2.cvtColor(got, cv2.COLOR_BGRA2RGB), want)
+        flagged += want_steps[-1]["op"] == "quality_gate"
+    assert flagged  # the case is exercised
+
+
+def test_fill_after_a_crop_is_measured_on_the_crop():
+    steps = [
+        {"op": "crop", "config": {"top": 0, "left": 0, "height": 32, "width": 32, "cval": 0}, "params": {}},
+        {"op": "affine", "config": {"degrees": 0, "translate": [0.9, 0], "scale": [1, 1], "shear": 0,
+                                    "fill_mode": "constant", "cval": 0, "interpolation": "bilinear"},
+         "params": {"angle": 0.0, "translate": [28, 0], "scale": 1.0, "shear": [0.0, 0.0]}},
+    ]  # fmt: skip
+    assert fill_fraction(steps, 128, 128) > 0.8  # 28 of 32 columns come from outside the 32x32 crop

@@ -115,7 +115,8 @@ def expand_image(
         gate_tally: Counts of the gate's re-draws and flags, added to when given.
 
     Returns:
-        Records (dicts with every field of ``schemas.FIELDS``), original first then copies 1..K.
+        Records (dicts with every field of ``schemas.FIELDS``): the original (copy 0), then its test-time views
+        (evaluation splits with ``tta``), then copies 1..K.
 
     Raises:
         DecodeError: The bytes are not a usable image.
@@ -165,7 +166,8 @@ def expand_image(
         if mix is not None:
             pixels, steps, name = mix.apply(pixels, steps, name, copy_index)
         records.append(record(pixels, copy_index, steps, name, bgra))
-    records[0]["source_start"] = True  # the sink counts sources by this mark
+    records[0]["source_start"] = True  # the sink counts sources by this mark, under the source's own class
+    records[0]["source_class"] = label_name  # (a label map or a mix may give the first record another class)
     if mix is not None:
         mix.finish(records)
     return records

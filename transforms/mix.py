@@ -33,6 +33,7 @@ import numpy as np
 
 from schemas.source import SourceImage
 from transforms.codec import DecodeError, decode_image
+from transforms.functional.color import grayscale
 from transforms.geometric import Resize
 from transforms.seeding import mix_rng, stable_fraction
 
@@ -139,7 +140,13 @@ def cutmix(a: np.ndarray, b: np.ndarray, box: list[int]) -> np.ndarray:
 
 
 def mix_step_pixels(a: np.ndarray, b: np.ndarray, step: dict[str, Any]) -> np.ndarray:
-    """Applies a recorded ``mix`` step to ``a`` with partner pixels ``b`` (already at ``a``'s size)."""
+    """Applies a recorded ``mix`` step to ``a`` with partner pixels ``b`` (already at ``a``'s size).
+
+    A partner with another channel count (a per-class rule made one class grey) takes ``a``'s: grey is repeated
+    to RGB, RGB becomes Pillow's ``L`` luma.
+    """
+    if b.shape[2] != a.shape[2]:
+        b = np.repeat(b, 3, axis=2) if b.shape[2] == 1 else grayscale(b, 1)
     params = step["params"]
     if step["config"]["mode"] == "mixup":
         return mixup(a, b, params["lambda"])

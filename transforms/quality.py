@@ -102,7 +102,11 @@ class QualityGate:
         if _std(thumb) < self.min_std:
             out.append("constant")
         # The thumbnails differ for almost every copy: the full comparison runs only when they are equal.
-        elif copy.shape == source.shape and thumb.tobytes() == source_thumb.tobytes() and np.array_equal(copy, source):
+        elif (
+            copy.shape == source.shape
+            and thumb.tobytes() == source_thumb.tobytes()
+            and np.array_equal(copy[:, :, :3], source[:, :, :3])
+        ):
             out.append("identical")
         return out
 
@@ -144,9 +148,13 @@ class QualityGate:
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
-    """A nearest-neighbour sample of ``image``, at most 32 x 32: what the std and identity checks look at first."""
+    """A nearest-neighbour sample of ``image``, at most 32 x 32: what the std and identity checks look at first.
+
+    Only the colour channels count: a BGRA working copy's 4th channel is not part of the image.
+    """
     h, w = image.shape[:2]
-    return cv2.resize(image, (min(w, _SAMPLE), min(h, _SAMPLE)), interpolation=cv2.INTER_NEAREST)
+    thumb = cv2.resize(image[:, :, :3], (min(w, _SAMPLE), min(h, _SAMPLE)), interpolation=cv2.INTER_NEAREST)
+    return thumb.reshape(thumb.shape[0], thumb.shape[1], -1)
 
 
 def _std(thumb: np.ndarray) -> float:
@@ -276,6 +284,7 @@ _WARPS: dict[str, Callable] = {
 _RESHAPE: dict[str, Callable] = {
     "resize": lambda c, p, h, w: (c["height"], c["width"]),
     "center_crop": lambda c, p, h, w: (c["height"], c["width"]),
+    "crop": lambda c, p, h, w: (c["height"], c["width"]),
     "random_crop": lambda c, p, h, w: (c["height"], c["width"]),
     "random_resized_crop": lambda c, p, h, w: (c.get("height") or h, c.get("width") or w),
     "pad": lambda c, p, h, w: (h + c["padding"][0] + c["padding"][1], w + c["padding"][2] + c["padding"][3]),

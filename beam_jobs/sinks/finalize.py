@@ -1,7 +1,8 @@
-"""The last step of a run: stage the reported shards and the metadata, verify them, then publish.
+"""The last step of a run: stage the reported shards and the metadata, check them, then publish.
 
-Everything is written into a staging directory beside the output; when the dead-letter share is acceptable and
-every shard re-reads with the reported count and a recorded sha256, the staging directory replaces the output
+Everything is written into a staging directory beside the output. Each shard was already re-read by the worker
+that wrote it (count, CRCs, sha256: ``WriteShardsFn``); here the staged files must still have the sizes that were
+verified. When that holds and the dead-letter share is acceptable, the staging directory replaces the output
 (``beam_jobs.sinks.publish``). A failed or killed run never touches the published dataset.
 
 Output directory after a run::
@@ -105,7 +106,7 @@ class BadFractionError(Exception):
 
 
 class FinalizeFn(beam.DoFn):
-    """Stages the shards reported by successful bundles and all metadata, verifies, publishes (runs once).
+    """Stages the shards reported by successful bundles and all metadata, checks them, publishes (runs once).
 
     Args:
         output: Output directory (replaced at the end).
@@ -214,7 +215,7 @@ class FinalizeFn(beam.DoFn):
         pixel_sums: list[tuple[str, dict]] = (),
         zca_sums: list[dict] = (),
     ):
-        """Checks the bad share, stages and verifies shards and metadata, publishes; yields the manifest."""
+        """Checks the bad share, stages and checks shards and metadata, publishes; yields the manifest."""
         images_in_total = sum(self._manifest["listing"]["per_class"].values())
         if self._max_bad is not None and images_in_total and len(dead_letters) / images_in_total > self._max_bad:
             FileSystems.delete([self._staging])
