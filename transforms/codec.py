@@ -13,7 +13,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 # Formats Pillow may decode; anything else (EPS, PDF, PSD, FITS, ...) is rejected without decoding.
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM"})
@@ -69,10 +69,12 @@ def decode_image(
             mode = img.mode
             rgb = _decode_plain_jpeg(data, img)
             if rgb is None:
-                img.load()
-                img, orientation = _apply_exif_orientation(img)
-            else:
-                rgb, orientation = _orient_array(rgb, _exif_orientation(img))
+                img.load()  # before the EXIF is read: a PNG's EXIF may follow its pixels, and errors must surface here
+                rgb = _to_rgb(img)
+            orientation = _exif_orientation(img)
+            # One orientation step for both decoders, on the array (lossless transposes, as exif_transpose does).
+            if orientation in _ORIENT:
+                rgb = _ORIENT[orientation](rgb)
     except DecodeError:
         raise
     except UnidentifiedImageError:
@@ -81,8 +83,6 @@ def decode_image(
         raise DecodeError("too_large", str(e)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise DecodeError("corrupt", f"{type(e).__name__}: {e}") from None
-    if rgb is None:
-        rgb = _to_rgb(img)
     step = {
         "op": "decode",
         "version": DECODE_VERSION,
@@ -108,17 +108,6 @@ def _exif_orientation(img: Image.Image) -> int:
     return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 0
 
 
-def _apply_exif_orientation(img: Image.Image) -> tuple[Image.Image, int]:
-    """Applies EXIF orientation 1-8 (5-8 swap width and height)."""
-    orientation = _exif_orientation(img)
-    if orientation in (0, 1):
-        return img, orientation
-    try:
-        return ImageOps.exif_transpose(img), orientation
-    except Exception:  # noqa: BLE001
-        return img, 0
-
-
 # EXIF orientation -> the array operations of Pillow's ``ImageOps.exif_transpose``.
 _ORIENT = {
     2: lambda a: cv2.flip(a, 1),
@@ -129,10 +118,6 @@ _ORIENT = {
     7: lambda a: cv2.rotate(cv2.transpose(a), cv2.ROTATE_180),
     8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
 }
-
-
-def _orient_array(rgb: np.ndarray, orientation: int) -> tuple[np.ndarray, int]:
-    return (_ORIENT[orientation](rgb) if orientation in _ORIENT else rgb), orientation
 
 
 def _decode_plain_jpeg(data: bytes, img: Image.Image) -> np.ndarray | None:
