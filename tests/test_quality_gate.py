@@ -21,7 +21,7 @@ from transforms.codec import decode_image, to_working
 from transforms.expand import ExpandFn
 from transforms.functional.geometric import keras_transform_matrix
 from transforms.policies import Policy
-from transforms.quality import QualityGate, fill_fraction, keras_inverse
+from transforms.quality import QualityGate, fill_fraction, keras_inverse, thumbnail
 from transforms.seeding import key_digest, op_rng
 
 # Shifts up to 90% of the side with a black fill: about 40% of first draws are more than half fill.
@@ -249,3 +249,13 @@ def test_fill_after_a_crop_is_measured_on_the_crop():
          "params": {"angle": 0.0, "translate": [28, 0], "scale": 1.0, "shear": [0.0, 0.0]}},
     ]  # fmt: skip
     assert fill_fraction(steps, 128, 128) > 0.8  # 28 of 32 columns come from outside the 32x32 crop
+
+
+@pytest.mark.parametrize("height", [1, 5, 31, 32, 33, 97, 280, 1001])
+@pytest.mark.parametrize("width", [1, 2, 32, 45, 370, 3001])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_thumbnail_is_opencv_nearest_resize_of_the_colour_channels(height, width, channels):
+    image = np.random.default_rng(height * width).integers(0, 256, (height, width, channels), dtype=np.uint8)
+    size = (min(width, 32), min(height, 32))
+    expected = cv2.resize(np.ascontiguousarray(image[:, :, :3]), size, interpolation=cv2.INTER_NEAREST)
+    assert np.array_equal(thumbnail(image), expected.reshape(size[1], size[0], -1))
