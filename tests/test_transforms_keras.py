@@ -115,7 +115,35 @@ def test_rgba_detour_gives_the_same_pixels_as_a_three_channel_warp(image, fill_m
 
     from transforms.functional.geometric import _BORDER, keras_transform_matrix, warp_affine_inverse
 
-    m = keras_transform_matrix(*image.shape[:2], theta=17, tx=5.5, ty=-3.2, shear=4, zx=1.1, zy=0.93)
-    direct = cv2.warpAffine(image, m[:2], image.shape[1::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+    m = keras_transform_matrix(*image.shape[:2], theta=17, tx=5.5, ty=-3.2, shear=4, zx=1.1, zy=0.93)[:2]
+    source, shifted = image, m
+    if fill_mode == "nearest":  # replicate borders warp a replicate-padded source (see the next test)
+        pad = max(image.shape[:2]) // 4
+        source = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        shifted = m + [[0, 0, pad], [0, 0, pad]]
+    direct = cv2.warpAffine(source, shifted, image.shape[1::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                             borderMode=_BORDER[fill_mode])  # fmt: skip
     assert np.array_equal(warp_affine_inverse(image, m, fill_mode), direct)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.3, 3.0])
+def test_replicate_padded_warp_is_the_replicate_border_warp(image, shift):
+    import cv2
+
+    from transforms.functional.geometric import keras_transform_matrix, reuse_padding, warp_affine_inverse
+
+    h, w = image.shape[:2]
+    # shift 3.0 sends every point far beyond the pad: OpenCV's own border takes over, with the same meaning.
+    m = keras_transform_matrix(h, w, theta=23, tx=shift * h, ty=-shift * w, zx=0.8, zy=0.7)[:2]
+    plain = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    ours = warp_affine_inverse(image, m, "nearest")
+    diff = np.abs(ours.astype(int) - plain)
+    # Only float rounding of the shifted coordinates differs: one level, on a handful of pixels.
+    assert diff.max() <= 1 and np.mean(diff > 0) < 0.002
+    with reuse_padding():  # the padded copy is reused, and reuse never changes a pixel
+        again = [warp_affine_inverse(image, m, "nearest") for _ in range(3)]
+        other = warp_affine_inverse(image[::-1].copy(), m, "nearest")
+        last = warp_affine_inverse(image, m, "nearest")
+    assert all(np.array_equal(a, ours) for a in [*again, last])
+    assert np.array_equal(other, warp_affine_inverse(image[::-1].copy(), m, "nearest"))

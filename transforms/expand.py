@@ -32,6 +32,7 @@ from apache_beam.metrics import Metrics
 
 from schemas.source import SourceImage
 from transforms.codec import DecodeError, decode_image, encode_image, encode_step, to_working
+from transforms.functional.geometric import reuse_padding
 from transforms.geometric import Resize
 from transforms.mix import Mixer, MixInput, MixSpec
 from transforms.policies import Policy
@@ -161,11 +162,12 @@ def expand_image(
     bgra = copies > 0 and mix is None and policy.channel_free(label_name)
     working = to_working(image) if bgra else image
     augment_copy = gate.for_source(policy, working, gate_tally) if gate and copies else policy.augment
-    for copy_index in range(1, copies + 1):
-        pixels, steps, name = augment_copy(working, seed, key, copy_index, label_name)
-        if mix is not None:
-            pixels, steps, name = mix.apply(pixels, steps, name, copy_index)
-        records.append(record(pixels, copy_index, steps, name, bgra))
+    with reuse_padding():  # the K copies' warps share one padded working copy
+        for copy_index in range(1, copies + 1):
+            pixels, steps, name = augment_copy(working, seed, key, copy_index, label_name)
+            if mix is not None:
+                pixels, steps, name = mix.apply(pixels, steps, name, copy_index)
+            records.append(record(pixels, copy_index, steps, name, bgra))
     records[0]["source_start"] = True  # the sink counts sources by this mark, under the source's own class
     records[0]["source_class"] = label_name  # (a label map or a mix may give the first record another class)
     if mix is not None:

@@ -73,7 +73,9 @@ class ParquetShardWriter:
         # Encoded images do not compress: spend no CPU on them; the small columns get snappy.
         codecs = {name: "snappy" for name in schema.names if name != "image"}
         codecs.update({"image.bytes": "none", "image.path": "snappy"})
-        self._writer = pq.ParquetWriter(self._file, schema, compression=codecs)
+        # Nor try to dictionary-encode them (hashing every image for a dictionary that never pays; ~20% of writing).
+        small = [name for name in schema.names if name != "image"] + ["image.path"]
+        self._writer = pq.ParquetWriter(self._file, schema, compression=codecs, use_dictionary=small)
         self._pending: list[dict[str, Any]] = []
         self.num_bytes = 0
 

@@ -16,6 +16,9 @@ Two of scipy's legacy border modes differ from OpenCV's borders and are emulated
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import cv2
 import numpy as np
 
@@ -244,13 +247,67 @@ def rot90(image: np.ndarray, k: int) -> np.ndarray:
 
 
 def _warp_affine(image: np.ndarray, m: np.ndarray, dsize, flags: int, border: int, value=0) -> np.ndarray:
-    # OpenCV's warps run ~1.5-2x faster on 4 channels than on 3, with identical per-channel results (checked in
+    if border == cv2.BORDER_REPLICATE:
+        source, pad = _replicate_padded(image)
+        m = m.copy()
+        m[:, 2] += pad
+    else:
+        source = _four_channels(image)
+    out = cv2.warpAffine(source, m, dsize, flags=flags, borderMode=border, borderValue=value)
+    return cv2.cvtColor(out, cv2.COLOR_RGBA2RGB) if source.shape[2:] != image.shape[2:] else out
+
+
+def _four_channels(image: np.ndarray) -> np.ndarray:
+    # OpenCV's warps run faster on 4 channels than on 3, with identical per-channel results (checked in
     # tests/test_transforms_keras.py), so RGB uint8 images take a detour through RGBA.
     if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
-        rgba = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
-        out = cv2.warpAffine(rgba, m, dsize, flags=flags, borderMode=border, borderValue=value)
-        return cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
-    return cv2.warpAffine(image, m, dsize, flags=flags, borderMode=border, borderValue=value)
+        return cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
+    return image
+
+
+def _replicate_padded(image: np.ndarray) -> tuple[np.ndarray, int]:
+    """``image`` (4-channel when RGB) with ``pad`` replicated pixels on every side, and ``pad``.
+
+    A replicate-padded source warped with a replicate border gives the replicate-border warp of ``image`` (both
+    clamp to the edge pixel), but OpenCV's vectorized warp takes a slow per-pixel path for every output pixel whose
+    neighbours fall outside its source, and most of them fall inside the pad: warps run ~25% faster. ``pad``
+    depends on the shape only, so the pixels never depend on the cache below.
+    """
+    cache = getattr(_padding, "cache", None)
+    if cache is not None and id(image) in cache:
+        entry = cache.pop(id(image))
+        cache[id(image)] = entry  # most recently used last
+        return entry[1]
+    pad = min(_MAX_PAD, max(image.shape[:2]) // 4)
+    padded = cv2.copyMakeBorder(_four_channels(image), pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    padded = padded.reshape(*padded.shape[:2], -1)
+    if cache is not None:
+        cache[id(image)] = (image, (padded, pad))  # holding the image keeps its id from being reused
+        if len(cache) > _CACHED:  # e.g. a policy's intermediate images, one per copy: keep the working copy
+            del cache[next(iter(cache))]
+    return padded, pad
+
+
+# Enough for the usual rotations, shifts and zooms of photos; the rare pixel beyond the pad takes OpenCV's border.
+_MAX_PAD = 64
+_CACHED = 2
+_padding = threading.local()
+
+
+@contextlib.contextmanager
+def reuse_padding():
+    """Within this block, replicate-border warps of the same array reuse its padded copy (one per source image).
+
+    The caller promises not to modify the arrays it warps inside the block (``expand_image`` warps one read-only
+    working copy K times). The two most recently warped arrays are kept; outside such a block every warp pads
+    afresh.
+    """
+    previous = getattr(_padding, "cache", None)
+    _padding.cache = {}
+    try:
+        yield
+    finally:
+        _padding.cache = previous
 
 
 def crop(image: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
