@@ -168,7 +168,7 @@ class JobPlan:
                 "ignored": self.listing.ignored,
                 "skipped": self.listing.skipped,
                 "problems": self.listing.problems,
-                "images": self.image_entries(),
+                "images": self.image_columns(),
             },
             "fingerprints": self.fingerprints(),
             "copy_plan": self.copy_plan or None,
@@ -176,6 +176,20 @@ class JobPlan:
             "mix": self.config.mix.to_config() if self.config.mix else None,
             "tta": TTA.from_config(self.config.tta).describe() if self.config.tta else None,
             "quality_gate": self.config.gate_config(),
+        }
+
+    def image_columns(self) -> dict[str, list]:
+        """The selected inputs as columns (key, label, size, modification time) for the finalize step.
+
+        Its arguments hold one entry per input image (twice, as Beam unpickles a DoFn twice): four lists cost a
+        third of a list of dicts. ``sinks.finalize.image_entries`` turns them back into manifest rows.
+        """
+        images, sizes, mtimes = self.listing.images, self.listing.sizes, self.listing.mtimes
+        return {
+            "key": [s.key for s in images],
+            "label": [s.label for s in images],
+            "bytes": [sizes.get(s.key) for s in images],
+            "mtime": [mtimes.get(s.key) for s in images],
         }
 
     def image_entries(self) -> list[dict[str, Any]]:

@@ -43,6 +43,9 @@ def bar_chart(per_class: dict[str, dict], width: int = 760) -> Image.Image:
     return img
 
 
+_BATCH = 16  # rows read at a time when picking sample images out of a row group
+
+
 def _samples(out: str, manifest: dict) -> dict[str, list[dict]]:
     """Picks one source per class and returns its records, reading images only from the row groups that hold them."""
     import pyarrow.parquet as pq
@@ -57,7 +60,7 @@ def _samples(out: str, manifest: dict) -> dict[str, list[dict]]:
         if wanted <= set(chosen):
             break  # every class has its sample; all copies of a source share a shard
         with FileSystems.open(path) as f:
-            pf = pq.ParquetFile(f)
+            pf = pq.ParquetFile(f, buffer_size=1 << 20, pre_buffer=False)  # stream column chunks
             for group in range(pf.num_row_groups):
                 meta = pf.read_row_group(group, columns=keys).to_pylist()
                 for r in meta:
@@ -69,10 +72,15 @@ def _samples(out: str, manifest: dict) -> dict[str, list[dict]]:
                 if not hits:
                     continue
                 views = ["view_index"] if "view_index" in pf.schema_arrow.names else []
-                table = pf.read_row_group(group, columns=[*keys, *views, "image", "recipe"])
-                for i in hits:
-                    r = table.slice(i, 1).to_pylist()[0]
-                    rows.setdefault(shown[r["source_key"]], []).append(r)
+                # In small batches: a row group holds 256 images, which need not all sit in memory at once.
+                start = 0
+                for batch in pf.iter_batches(_BATCH, row_groups=[group], columns=[*keys, *views, "image", "recipe"]):
+                    for i in (i for i in hits if start <= i < start + batch.num_rows):
+                        r = batch.slice(i - start, 1).to_pylist()[0]
+                        rows.setdefault(shown[r["source_key"]], []).append(r)
+                    start += batch.num_rows
+                    if start > hits[-1]:
+                        break
     order = lambda r: (r["copy_index"], r.get("view_index", 0))  # noqa: E731
     return {n: sorted(v, key=order)[: MAX_COPIES_SHOWN + 1] for n, v in sorted(rows.items())}
 
@@ -102,11 +110,15 @@ def _save(img: Image.Image, path: str) -> None:
         f.write(buf.getvalue())
 
 
-def write_report(out: str) -> str:
-    """Writes ``report.html`` and ``report/*.png`` into a dataset directory; returns the HTML path."""
+def write_report(out: str, manifest: dict | None = None) -> str:
+    """Writes ``report.html`` and ``report/*.png`` into a dataset directory; returns the HTML path.
+
+    ``manifest`` is the dataset's ``beam_expand.json`` when the caller holds it already (the finalize step: it lists
+    every input, so reading a second copy would raise the job's peak memory).
+    """
     from beam_jobs.summary import gate_text, policy_text
 
-    m = load_manifest(out)
+    m = manifest if manifest is not None else load_manifest(out)
     c = m["counts"]
     _save(bar_chart(c["per_class"]), FileSystems.join(out, "report", "class_counts.png"))
     sheets = []

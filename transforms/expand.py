@@ -5,7 +5,8 @@ Shape of the data::
     SourceImage(key, label, label_name, path|data)
       -> ExpandFn -> record dicts (schemas.FIELDS), copy_index 0 (original, optional) and 1..K
                   -> 'dead_letter' tag: {source_key, stage, reason, error_type, message, sha256}
-                  -> 'source_info' tag: {key, sha256, reused} of every source that produced records
+                  -> 'source_info' tag: (key, sha256, reused) of every source that produced records (tuples: the
+                     finalize step holds one per source)
                   -> 'reused' tag: keys whose bytes match the previous version (incremental refresh)
                   -> 'stats' tag: (split, per-channel pixel sums of the decoded source) for dataset statistics
                   -> 'zca' tag: the decoded source's uint8 bytes (augmented split, with --zca) for the ZCA sums
@@ -316,7 +317,7 @@ class ExpandFn(beam.DoFn):
         digest = hashlib.sha256(data).hexdigest()
         if self._reuse.get(source.key) == digest:
             yield beam.pvalue.TaggedOutput(REUSED, source.key)
-            yield beam.pvalue.TaggedOutput(SOURCE_INFO, {"key": source.key, "sha256": digest, "reused": True})
+            yield beam.pvalue.TaggedOutput(SOURCE_INFO, (source.key, digest, True))
             return
         split = split_of(source.key, self._splits, self._split, self._input_splits, self._split_map)
         stats: list = []
@@ -358,7 +359,7 @@ class ExpandFn(beam.DoFn):
         for k, n in tally.items():
             self._gate_counters[k].inc(n)
         yield from records
-        yield beam.pvalue.TaggedOutput(SOURCE_INFO, {"key": source.key, "sha256": digest, "reused": False})
+        yield beam.pvalue.TaggedOutput(SOURCE_INFO, (source.key, digest, False))
         if stats and stats[0]["pixels"] and len(stats[0]["sum"]) == 3:
             yield beam.pvalue.TaggedOutput(STATS, (split, stats[0]))
         if decoded:

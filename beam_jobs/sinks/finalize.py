@@ -105,6 +105,12 @@ class BadFractionError(Exception):
     """More inputs were dead-lettered than ``--max-bad-fraction`` allows; nothing was published."""
 
 
+def image_entries(columns: dict[str, list]) -> list[dict[str, Any]]:
+    """Manifest rows (one dict per input image) from ``JobPlan.image_columns``."""
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
 class FinalizeFn(beam.DoFn):
     """Stages the shards reported by successful bundles and all metadata, checks them, publishes (runs once).
 
@@ -211,7 +217,7 @@ class FinalizeFn(beam.DoFn):
         _unused,
         reports: list[ShardReport],
         dead_letters: list[dict],
-        source_info: list[dict] = (),
+        source_info: list[tuple[str, str, bool]] = (),
         pixel_sums: list[tuple[str, dict]] = (),
         zca_sums: list[dict] = (),
     ):
@@ -288,16 +294,16 @@ class FinalizeFn(beam.DoFn):
         manifest["run_id"] = self._run_id
         # Content hashes of every input that could be read (for refresh and incremental runs), and the pinned
         # policy for identical bytes at several paths: each path is a source of its own; they are reported.
-        digests = {i["key"]: i["sha256"] for i in source_info}
+        digests = {key: digest for key, digest, _ in source_info}
         digests.update({d["source_key"]: d["sha256"] for d in dead if d.get("sha256")})
         listing = dict(manifest["listing"])
-        listing["images"] = [{**e, "sha256": digests.get(e["key"])} for e in listing["images"]]
+        listing["images"] = [{**e, "sha256": digests.get(e["key"])} for e in image_entries(listing["images"])]
         manifest["listing"] = listing
         by_digest: dict[str, list[str]] = {}
         for key, digest in sorted(digests.items()):
             by_digest.setdefault(digest, []).append(key)
         manifest["duplicate_content"] = [keys for keys in by_digest.values() if len(keys) > 1]
-        manifest["reused_sources"] = sorted(i["key"] for i in source_info if i.get("reused"))
+        manifest["reused_sources"] = sorted(key for key, _, reused in source_info if reused)
         manifest["statistics"] = channel_statistics(pixel_sums)
         for split, entry in class_histograms(counted, self._class_names).items():
             manifest["statistics"].setdefault(split, {}).update(entry)
@@ -311,7 +317,7 @@ class FinalizeFn(beam.DoFn):
         try:
             from beam_jobs.report import write_report
 
-            write_report(self._staging)
+            write_report(self._staging, manifest)
         except Exception as e:  # noqa: BLE001 (the report is a convenience; the dataset is already verified)
             logging.getLogger(__name__).warning("report.html was not written: %s", e)
         write_text(self._path(SUCCESS), "")
