@@ -2,6 +2,7 @@
 
     make bench                      # 1,000 images (flowers-mini x 5, else generated), K=5, JPEG quality 90, best of 2
     make bench ARGS="--images 2000 --copies 10 --no-sweeps"
+    make bench ARGS="--only-kernels"     # the loop's and the job's kernels side by side, ms per copy
 
 Prints one table (copies/s, ratio to the bare OpenCV loop, peak RSS) and writes bench-results/bench.json. The
 loops get their bytes from memory; the job reads files, decodes, augments, encodes and writes TFRecord + Parquet
@@ -130,6 +131,62 @@ def loop_keras(blobs: list[bytes], k: int) -> int:
     return n
 
 
+def kernels(blobs: list[bytes], k: int, repeat: int = 5) -> dict[str, float]:
+    """Milliseconds per copy of each kernel, the loop's and the job's, on the same photos and matrices (best of N).
+
+    The loop warps 3-channel BGR with a replicate border; the job warps its BGRA working copy through its own
+    ``warp_affine_inverse`` (padded once per source) and encodes BGRA, as ``expand_image`` does for this policy.
+    """
+    from transforms.codec import encode_image, to_working
+    from transforms.functional.geometric import reuse_padding, warp_affine_inverse
+
+    images = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in blobs]
+    rng = np.random.default_rng(0)
+    matrices = [[_params(rng, *img.shape[:2]) for _ in range(k)] for img in images]
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+
+    def loop_warp():
+        for img, ms in zip(images, matrices, strict=True):
+            for m in ms:
+                cv2.warpAffine(img, m[:2], img.shape[1::-1], flags=flags, borderMode=cv2.BORDER_REPLICATE)
+
+    def job_warp():
+        for img, ms in zip(images, matrices, strict=True):
+            working = to_working(img)
+            with reuse_padding():
+                for m in ms:
+                    warp_affine_inverse(working, m, "nearest")
+
+    workings = [to_working(img) for img in images]
+    timed = {
+        "decode (share of one per source)": lambda: [cv2.imdecode(np.frombuffer(b, np.uint8), 1) for b in blobs],
+        "loop: warp (BGR, replicate border)": loop_warp,
+        "loop: encode": lambda: [cv2.imencode(".jpg", i, [cv2.IMWRITE_JPEG_QUALITY, QUALITY]) for i in images * k],
+        "job: warp (BGRA working copy, padded once per source)": job_warp,
+        "job: encode (BGRA)": lambda: [encode_image(w, "jpeg", QUALITY, bgra=True) for w in workings * k],
+    }
+    out = {}
+    for name, fn in timed.items():
+        best = float("inf")
+        for _ in range(repeat):
+            start = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - start)
+        out[name] = best / (len(blobs) * k) * 1e3
+    return out
+
+
+def print_kernels(ms: dict[str, float]) -> None:
+    """Prints the kernel table and each side's total per copy."""
+    print("\nkernels, ms per copy (best of 5, one thread):")
+    for name, v in ms.items():
+        print(f"  {name:56s} {v:6.2f}")
+    decode = next(iter(ms.values()))
+    loop = decode + sum(v for n, v in ms.items() if n.startswith("loop"))
+    job = decode + sum(v for n, v in ms.items() if n.startswith("job"))
+    print(f"  loop kernels {loop:.2f} ms, job kernels {job:.2f} ms per copy ({loop / job:.2f}x)")
+
+
 def _loop(fn, blobs: list[bytes], k: int) -> dict:
     start = time.perf_counter()
     n = fn(blobs, k)
@@ -237,6 +294,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=2, help="runs of each loop and job; the fastest counts")
     ap.add_argument("--out", default=str(ROOT / "bench-results" / "bench.json"))
     ap.add_argument("--only-ops", action="store_true", help="only the per-op section")
+    ap.add_argument("--only-kernels", action="store_true", help="only the kernels side by side")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
     work = Path(tempfile.mkdtemp(prefix="beam-expand-bench-"))
@@ -247,6 +305,10 @@ def main(argv=None) -> int:
         k = args.copies
         from tests import bench_ops
 
+        per_kernel = kernels(blobs, k)
+        print_kernels(per_kernel)
+        if args.only_kernels:
+            return 0
         per_op = bench_ops.run(blobs)
         print(bench_ops.table(per_op))
         if args.only_ops:
@@ -291,7 +353,8 @@ def main(argv=None) -> int:
     if sweep:
         print_sweeps(sweep)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    result = {"images": len(blobs), "copies": k, "quality": QUALITY, "rows": rows, "ops": per_op, "sweeps": sweep}
+    result = {"images": len(blobs), "copies": k, "quality": QUALITY, "rows": rows, "ops": per_op,
+              "kernels_ms": per_kernel, "sweeps": sweep}  # fmt: skip
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"results: {args.out}")
     return 0
