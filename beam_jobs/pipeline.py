@@ -33,7 +33,7 @@ from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
-from beam_jobs.sinks.finalize import MANIFEST, BadFractionError
+from beam_jobs.sinks.finalize import MANIFEST, BadFractionError, image_entries
 from beam_jobs.sinks.publish import VerificationError, clean_stale
 from beam_jobs.sources import records
 from beam_jobs.sources.archive import list_archive
@@ -194,11 +194,7 @@ class JobPlan:
 
     def image_entries(self) -> list[dict[str, Any]]:
         """Returns the selected inputs as manifest entries (key, label, size, modification time)."""
-        sizes, mtimes = self.listing.sizes, self.listing.mtimes
-        return [
-            {"key": s.key, "label": s.label, "bytes": sizes.get(s.key), "mtime": mtimes.get(s.key)}
-            for s in self.listing.images
-        ]
+        return image_entries(self.image_columns())
 
     def fingerprints(self) -> dict[str, str]:
         """Returns the config and inputs fingerprints (refresh mode compares them with the current version's)."""

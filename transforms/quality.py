@@ -155,8 +155,7 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
     OpenCV copy the whole image first (~1 ms per copy).
     """
     rows, cols = _nearest_indices(*image.shape[:2])
-    thumb = image[rows[:, None], cols, :3]
-    return thumb.reshape(thumb.shape[0], thumb.shape[1], -1)
+    return image[rows[:, None], cols, :3]
 
 
 @functools.lru_cache(maxsize=64)
