@@ -58,10 +58,13 @@ def records_to_table(records: Sequence[dict], schema: pa.Schema) -> pa.Table:
 
     The image path is left null: the bytes are the image, and a worker path would leak local layout.
     """
-    columns = {}
-    for name in schema.names:
-        values = [r[name] for r in records]
-        if _KINDS[name] == "image":
-            values = [{"bytes": v, "path": None} for v in values]
-        columns[name] = values
-    return pa.Table.from_pydict(columns, schema=schema)
+    arrays = []
+    for field in schema:
+        values = [r[field.name] for r in records]
+        if _KINDS[field.name] == "image":
+            # Built from its two child arrays: no per-image {"bytes", "path"} dict to make and convert.
+            children = [pa.array(values, pa.binary()), pa.nulls(len(values), pa.string())]
+            arrays.append(pa.StructArray.from_arrays(children, fields=list(field.type)))
+        else:
+            arrays.append(pa.array(values, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)

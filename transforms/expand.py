@@ -183,15 +183,14 @@ def _json(value) -> str:
 def pixel_sums(image) -> dict[str, Any]:
     """Per-channel sum and sum of squares of one decoded source (combined into dataset mean and std).
 
-    Computed from per-channel 256-bin histograms: exact, and ~20x cheaper than float64 sums over the pixels.
+    Exact integers, from OpenCV's per-channel sums and squared L2 norms: ~4x cheaper than per-channel histograms and
+    ~50x cheaper than float64 sums over the pixels. The norms are accumulated in float64, so they are rounded back to
+    the integers they are (exact while a channel's sum of squares stays below 2**53, ~10**11 pixels).
     """
-    hist = np.stack([cv2.calcHist([image], [c], None, [256], [0, 256]).ravel() for c in range(image.shape[2])])
-    hist = hist.astype(np.float64)
-    return {"images": 1, "pixels": int(image.shape[0] * image.shape[1]), "sum": (hist @ _LEVELS).tolist(),
-            "sumsq": (hist @ np.square(_LEVELS)).tolist()}  # fmt: skip
-
-
-_LEVELS = np.arange(256, dtype=np.float64)
+    channels = cv2.split(image)
+    sums = cv2.sumElems(image)[: len(channels)]
+    return {"images": 1, "pixels": int(image.shape[0] * image.shape[1]), "sum": [float(round(v)) for v in sums],
+            "sumsq": [float(round(cv2.norm(c, cv2.NORM_L2SQR))) for c in channels]}  # fmt: skip
 
 
 def dead_letter(source: SourceImage, stage: str, reason: str, error: BaseException, data: bytes | None) -> dict:

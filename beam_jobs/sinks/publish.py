@@ -67,11 +67,11 @@ def count_tfrecords(path: str, f) -> int:
         (length_crc,) = struct.unpack_from("<I", header, 8)
         if _masked_crc(header[:8]) != length_crc:
             raise VerificationError(f"{path}: bad length CRC at byte {offset}")
-        body = f.read(length + 4)
-        if len(body) < length + 4:
+        data, footer = f.read(length), f.read(4)  # two reads: slicing the CRC off would copy the data
+        if len(data) < length or len(footer) < 4:
             raise VerificationError(f"{path}: truncated record at byte {offset}")
-        (data_crc,) = struct.unpack_from("<I", body, length)
-        if _masked_crc(body[:length]) != data_crc:
+        (data_crc,) = struct.unpack("<I", footer)
+        if _masked_crc(data) != data_crc:
             raise VerificationError(f"{path}: bad data CRC at byte {offset}")
         n += 1
         offset += 12 + length + 4

@@ -22,21 +22,36 @@ from apache_beam.io.filesystems import FileSystems
 
 from schemas.arrow import records_to_table
 from schemas.record import MIX_FIELDS
-from schemas.tf_example import encode_example
+from schemas.tf_example import example_parts
 
 # Rows per Parquet row group: big enough to amortize per-batch cost, small enough to bound worker memory.
 PARQUET_ROW_GROUP = 256
+_WRITE_CHUNK = 1 << 20
+
+
+def _mask(crc: int) -> int:
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def _masked_crc(data: bytes) -> int:
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+    return _mask(google_crc32c.value(data))
 
 
 def tfrecord_frame(data: bytes) -> bytes:
     """Frames one serialized record as TFRecord bytes."""
-    length = struct.pack("<Q", len(data))
-    return length + struct.pack("<I", _masked_crc(length)) + data + struct.pack("<I", _masked_crc(data))
+    return b"".join(tfrecord_frame_parts([data]))
+
+
+def tfrecord_frame_parts(parts: list[bytes]) -> list[bytes]:
+    """Frames one serialized record given as parts (``schemas.tf_example.example_parts``); returns parts too.
+
+    The data CRC is extended part by part, so the record is never joined into one buffer.
+    """
+    length = struct.pack("<Q", sum(map(len, parts)))
+    crc = 0
+    for part in parts:
+        crc = google_crc32c.extend(crc, part)
+    return [length + struct.pack("<I", _mask(google_crc32c.value(length))), *parts, struct.pack("<I", _mask(crc))]
 
 
 class TFRecordShardWriter:
@@ -48,16 +63,29 @@ class TFRecordShardWriter:
         self.path = path
         self._file = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
         self._mixed = schema is not None and MIX_FIELDS[0].name in schema.names
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self.num_bytes = 0
 
     def write(self, record: dict[str, Any]) -> None:
         """Appends one record."""
-        frame = tfrecord_frame(encode_example(record, self._mixed))
-        self._file.write(frame)
-        self.num_bytes += len(frame)
+        frame = tfrecord_frame_parts(example_parts(record, self._mixed))
+        size = sum(map(len, frame))
+        self._pending += frame
+        self._pending_bytes += size
+        self.num_bytes += size
+        if self._pending_bytes >= _WRITE_CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        # One write per ~1 MB: a record's dozen small parts and its image, written one by one, cost two or three
+        # system calls per record.
+        self._file.write(b"".join(self._pending))
+        self._pending, self._pending_bytes = [], 0
 
     def close(self) -> None:
         """Flushes and closes the file."""
+        self._flush()
         self._file.close()
 
 
