@@ -33,7 +33,8 @@ from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
-from beam_jobs.sinks.finalize import MANIFEST, BadFractionError, image_entries
+from beam_jobs.sinks.finalize import MANIFEST, BadFractionError
+from beam_jobs.sinks.manifest import InputRows
 from beam_jobs.sinks.publish import VerificationError, clean_stale
 from beam_jobs.sources import records
 from beam_jobs.sources.archive import list_archive
@@ -168,7 +169,7 @@ class JobPlan:
                 "ignored": self.listing.ignored,
                 "skipped": self.listing.skipped,
                 "problems": self.listing.problems,
-                "images": self.image_columns(),
+                "images": self.input_rows(),
             },
             "fingerprints": self.fingerprints(),
             "copy_plan": self.copy_plan or None,
@@ -178,23 +179,14 @@ class JobPlan:
             "quality_gate": self.config.gate_config(),
         }
 
-    def image_columns(self) -> dict[str, list]:
-        """The selected inputs as columns (key, label, size, modification time) for the finalize step.
-
-        Its arguments hold one entry per input image (twice, as Beam unpickles a DoFn twice): four lists cost a
-        third of a list of dicts. ``sinks.finalize.image_entries`` turns them back into manifest rows.
-        """
-        images, sizes, mtimes = self.listing.images, self.listing.sizes, self.listing.mtimes
-        return {
-            "key": [s.key for s in images],
-            "label": [s.label for s in images],
-            "bytes": [sizes.get(s.key) for s in images],
-            "mtime": [mtimes.get(s.key) for s in images],
-        }
+    def input_rows(self) -> InputRows:
+        """The selected inputs as the manifest's rows (key, label, size, modification time), held compactly."""
+        sizes, mtimes = self.listing.sizes, self.listing.mtimes
+        return InputRows((s.key, s.label, sizes.get(s.key), mtimes.get(s.key)) for s in self.listing.images)
 
     def image_entries(self) -> list[dict[str, Any]]:
         """Returns the selected inputs as manifest entries (key, label, size, modification time)."""
-        return image_entries(self.image_columns())
+        return list(self.input_rows())
 
     def fingerprints(self) -> dict[str, str]:
         """Returns the config and inputs fingerprints (refresh mode compares them with the current version's)."""
@@ -512,8 +504,11 @@ def _run_once(plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=No
     try:
         p = beam.Pipeline(runner=runner, options=options)
         build_pipeline(p, plan, run_id, progress_dir, argv, reuse=reuse, reuse_from=reuse_from)
+        images = len(plan.listing.images)
+        # The pipeline holds the inputs packed now: free the launcher's objects for them (~400 bytes per input).
+        plan.listing = dataclasses.replace(plan.listing, images=[], sizes={}, mtimes={})
         if progress_dir:
-            with ProgressMonitor(progress_dir, len(plan.listing.images)):
+            with ProgressMonitor(progress_dir, images):
                 p.run().wait_until_finish()
         else:
             p.run().wait_until_finish()

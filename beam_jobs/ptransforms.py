@@ -4,7 +4,7 @@ Shapes between steps::
 
     ReadImages:    PBegin -> SourceImage (path for folders, bytes for archive members), reshuffled so that
                    decoding spreads over workers even when the input is one archive or a few files
-    ExpandImages:  SourceImage -> {"records": record dict, "dead_letter": dict, "source_info": (key, sha256, reused)}
+    ExpandImages:  SourceImage -> {"records": record dict, "dead_letter": dict, "source_info": packed key+sha256}
                    (with MixUp/CutMix, sources are first joined with their partners' bytes: beam_jobs.mixing)
     WriteDataset:  {"records", "dead_letter", "source_info"} -> manifest dict (one element, once published)
 """
@@ -17,11 +17,13 @@ from typing import Any
 import apache_beam as beam
 
 from beam_jobs.mixing import PairWithPartners
+from beam_jobs.packed_rows import PackedRows
 from beam_jobs.sinks.finalize import FinalizeFn
 from beam_jobs.sinks.shards import WriteShardsFn
 from beam_jobs.sources.archive import ReadArchiveFn
 from beam_jobs.sources.records import ReadRecordsFn
 from beam_jobs.statistics import ZcaSumsFn
+from schemas.source import SourceImage
 from transforms.expand import DEAD_LETTER, REUSED, SOURCE_INFO, STATS, ZCA, ExpandFn, split_of
 
 
@@ -38,16 +40,22 @@ class ReadImages(beam.PTransform):
     def __init__(self, kind: str, images: list, archive_path: str | None = None, archive_prefix: str = ""):
         super().__init__()
         self._kind = kind
-        self._images = images
+        # Packed here, so that neither this transform nor the pipeline holds a Python object per image.
+        self._packed = PackedRows((s.key, s.label, s.label_name, s.path, s.error) for s in images)
         self._archive_path = archive_path
         self._prefix = archive_prefix
 
     def expand(self, pbegin):
         """Builds the read steps."""
         if self._kind == "folder":
-            items = pbegin | "ListedImages" >> beam.Create(self._images, reshuffle=False).with_output_types(Any)
+            # One element, unpacked on a worker.
+            items = (
+                pbegin
+                | "ListedImages" >> beam.Create([self._packed], reshuffle=False)
+                | "Unpack" >> beam.FlatMap(_unpack_sources).with_output_types(Any)
+            )
         else:
-            selected = {s.key: (s.label, s.label_name, s.error) for s in self._images}
+            selected = {key: (label, name, error) for key, label, name, _, error in self._packed}
             items = (
                 pbegin
                 | "Archive" >> beam.Create([self._archive_path], reshuffle=False)
@@ -55,6 +63,11 @@ class ReadImages(beam.PTransform):
             )
         # Fusion break: spread sources (paths or encoded bytes, never pixels) over workers.
         return items | "SpreadSources" >> beam.Reshuffle().with_output_types(Any)
+
+
+def _unpack_sources(rows: PackedRows):
+    for key, label, label_name, path, error in rows:
+        yield SourceImage(key, label, label_name, path, error=error)
 
 
 class ReadRecords(beam.PTransform):

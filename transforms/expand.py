@@ -5,8 +5,8 @@ Shape of the data::
     SourceImage(key, label, label_name, path|data)
       -> ExpandFn -> record dicts (schemas.FIELDS), copy_index 0 (original, optional) and 1..K
                   -> 'dead_letter' tag: {source_key, stage, reason, error_type, message, sha256}
-                  -> 'source_info' tag: (key, sha256, reused) of every source that produced records (tuples: the
-                     finalize step holds one per source)
+                  -> 'source_info' tag: (key, sha256, reused) of every source that produced records, packed in one
+                     bytes object (``pack_source_info``: the finalize step holds one per source)
                   -> 'reused' tag: keys whose bytes match the previous version (incremental refresh)
                   -> 'stats' tag: (split, per-channel pixel sums of the decoded source) for dataset statistics
                   -> 'zca' tag: the decoded source's uint8 bytes (augmented split, with --zca) for the ZCA sums
@@ -27,7 +27,6 @@ from typing import Any
 
 import apache_beam as beam
 import cv2
-import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
@@ -193,6 +192,16 @@ def pixel_sums(image) -> dict[str, Any]:
             "sumsq": [float(round(cv2.norm(c, cv2.NORM_L2SQR))) for c in channels]}  # fmt: skip
 
 
+def pack_source_info(key: str, sha256: str, reused: bool) -> bytes:
+    """Packs a source's key, content digest (hex) and reuse flag into ~40% of the bytes of a tuple of them."""
+    return bytes.fromhex(sha256) + (b"\x01" if reused else b"\x00") + key.encode("utf-8")
+
+
+def unpack_source_info(info: bytes) -> tuple[str, str, bool]:
+    """``(key, sha256, reused)`` from ``pack_source_info``'s bytes."""
+    return info[33:].decode("utf-8"), info[:32].hex(), info[32] == 1
+
+
 def dead_letter(source: SourceImage, stage: str, reason: str, error: BaseException, data: bytes | None) -> dict:
     """Builds the dead-letter entry for a source that produced no records."""
     return {
@@ -316,7 +325,7 @@ class ExpandFn(beam.DoFn):
         digest = hashlib.sha256(data).hexdigest()
         if self._reuse.get(source.key) == digest:
             yield beam.pvalue.TaggedOutput(REUSED, source.key)
-            yield beam.pvalue.TaggedOutput(SOURCE_INFO, (source.key, digest, True))
+            yield beam.pvalue.TaggedOutput(SOURCE_INFO, pack_source_info(source.key, digest, True))
             return
         split = split_of(source.key, self._splits, self._split, self._input_splits, self._split_map)
         stats: list = []
@@ -358,7 +367,7 @@ class ExpandFn(beam.DoFn):
         for k, n in tally.items():
             self._gate_counters[k].inc(n)
         yield from records
-        yield beam.pvalue.TaggedOutput(SOURCE_INFO, (source.key, digest, False))
+        yield beam.pvalue.TaggedOutput(SOURCE_INFO, pack_source_info(source.key, digest, False))
         if stats and stats[0]["pixels"] and len(stats[0]["sum"]) == 3:
             yield beam.pvalue.TaggedOutput(STATS, (split, stats[0]))
         if decoded:

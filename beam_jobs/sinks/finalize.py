@@ -31,6 +31,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.paths import file_size, is_local
+from beam_jobs.sinks.manifest import write_json
 from beam_jobs.sinks.publish import SUCCESS, VerificationError, publish, verify_shard
 from beam_jobs.sinks.shards import ShardReport
 from beam_jobs.sinks.writers import WRITERS
@@ -38,6 +39,7 @@ from beam_jobs.statistics import ZCA_FILE, class_histograms, zca_file
 from schemas.arrow import arrow_schema
 from schemas.record import record_fields
 from schemas.tfds_metadata import dataset_info_json, features_json
+from transforms.expand import unpack_source_info
 from transforms.mix import MIX_STATES
 from transforms.quality import manifest_counts
 
@@ -103,12 +105,6 @@ def write_bytes(path: str, data: bytes) -> None:
 
 class BadFractionError(Exception):
     """More inputs were dead-lettered than ``--max-bad-fraction`` allows; nothing was published."""
-
-
-def image_entries(columns: dict[str, list]) -> list[dict[str, Any]]:
-    """Manifest rows (one dict per input image) from ``JobPlan.image_columns``."""
-    names = list(columns)
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
 class FinalizeFn(beam.DoFn):
@@ -217,7 +213,7 @@ class FinalizeFn(beam.DoFn):
         _unused,
         reports: list[ShardReport],
         dead_letters: list[dict],
-        source_info: list[tuple[str, str, bool]] = (),
+        source_info: list[bytes] = (),
         pixel_sums: list[tuple[str, dict]] = (),
         zca_sums: list[dict] = (),
     ):
@@ -294,16 +290,22 @@ class FinalizeFn(beam.DoFn):
         manifest["run_id"] = self._run_id
         # Content hashes of every input that could be read (for refresh and incremental runs), and the pinned
         # policy for identical bytes at several paths: each path is a source of its own; they are reported.
-        digests = {key: digest for key, digest, _ in source_info}
+        digests, reused = {}, []
+        for info in source_info:
+            key, digest, was_reused = unpack_source_info(info)
+            digests[key] = digest
+            if was_reused:
+                reused.append(key)
         digests.update({d["source_key"]: d["sha256"] for d in dead if d.get("sha256")})
-        listing = dict(manifest["listing"])
-        listing["images"] = [{**e, "sha256": digests.get(e["key"])} for e in image_entries(listing["images"])]
-        manifest["listing"] = listing
-        by_digest: dict[str, list[str]] = {}
-        for key, digest in sorted(digests.items()):
-            by_digest.setdefault(digest, []).append(key)
-        manifest["duplicate_content"] = [keys for keys in by_digest.values() if len(keys) > 1]
-        manifest["reused_sources"] = sorted(key for key, _, reused in source_info if reused)
+        manifest["listing"] = {**manifest["listing"], "images": manifest["listing"]["images"].with_sha256(digests)}
+        # Groups of keys with the same bytes, in key order (only digests seen twice are grouped: one list per input
+        # would cost more than the rest of the finalize step).
+        seen = Counter(digests.values())
+        groups: dict[str, list[str]] = {}
+        for key in sorted(k for k, d in digests.items() if seen[d] > 1):
+            groups.setdefault(digests[key], []).append(key)
+        manifest["duplicate_content"] = list(groups.values())
+        manifest["reused_sources"] = sorted(reused)
         manifest["statistics"] = channel_statistics(pixel_sums)
         for split, entry in class_histograms(counted, self._class_names).items():
             manifest["statistics"].setdefault(split, {}).update(entry)
@@ -312,7 +314,7 @@ class FinalizeFn(beam.DoFn):
             write_bytes(self._path(ZCA_FILE), data)
             manifest["statistics"].setdefault(manifest["augment_split"], {})["zca"] = note
         write_text(self._path("statistics.json"), json.dumps(manifest["statistics"], indent=2, sort_keys=True) + "\n")
-        write_text(self._path(MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        write_json(self._path(MANIFEST), manifest)
         FileSystems.delete([self._temp_dir])
         try:
             from beam_jobs.report import write_report

@@ -1,0 +1,83 @@
+"""The manifest's per-input rows, held compactly, and the manifest written as a stream.
+
+``beam_expand.json`` lists every input (key, label, size, modification time, sha256): one row each, millions in a
+large run. The rows travel from the launcher to the finalize step inside its arguments packed (``PackedRows``) and
+are written one at a time, so they no longer make the job's memory grow with its input.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from apache_beam.io.filesystems import FileSystems
+
+from beam_jobs.packed_rows import PackedRows
+
+
+class InputRows:
+    """The manifest's ``listing.images``: ``{key, label, bytes, mtime}`` per selected input, in listing order.
+
+    Args:
+        rows: ``(key, label, size, mtime)`` tuples.
+    """
+
+    FIELDS = ("key", "label", "bytes", "mtime")
+
+    def __init__(self, rows: Iterable[tuple]):
+        self._rows = PackedRows(rows)
+        self._sha256: Mapping[str, str] | None = None
+
+    def with_sha256(self, sha256: Mapping[str, str]) -> InputRows:
+        """The same rows, each with its ``sha256`` looked up in ``sha256`` (None for inputs never read)."""
+        out = InputRows(())
+        out._rows, out._sha256 = self._rows, sha256
+        return out
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for values in self._rows:
+            row = dict(zip(self.FIELDS, values, strict=True))
+            if self._sha256 is not None:
+                row["sha256"] = self._sha256.get(row["key"])
+            yield row
+
+
+_ROWS = "\x00input rows\x00"  # stands for an InputRows while the rest of the manifest is encoded
+
+
+def write_json(path: str, value: dict[str, Any]) -> None:
+    """Writes ``value`` as indented, key-sorted JSON, in ~1 MB pieces; ``InputRows`` are written row by row.
+
+    ``value["listing"]["images"]`` may be an ``InputRows``: its rows are written one per line, never all held.
+    (``json.dumps(..., indent=2)`` also first lists every small piece of text: tens of MB for a large manifest.)
+    """
+    rows = value.get("listing", {}).get("images")
+    if isinstance(rows, InputRows):
+        value = {**value, "listing": {**value["listing"], "images": _ROWS}}
+    marker = json.dumps(_ROWS)
+    pending: list[str] = []
+    size = 0
+    with FileSystems.create(path) as f:
+
+        def put(text: str) -> None:
+            nonlocal pending, size
+            pending.append(text)
+            size += len(text)
+            if size >= 1 << 20:
+                f.write("".join(pending).encode("utf-8"))
+                pending, size = [], 0
+
+        for chunk in json.JSONEncoder(indent=2, sort_keys=True).iterencode(value):
+            if chunk != marker:
+                put(chunk)
+                continue
+            put("[")
+            for i, row in enumerate(rows):
+                put(("\n" if i == 0 else ",\n") + json.dumps(row, sort_keys=True))
+            put("\n]")
+        put("\n")
+        f.write("".join(pending).encode("utf-8"))
