@@ -92,3 +92,12 @@ def test_policy_file_yaml_and_json(tmp_path):
 def test_bad_policies_fail_with_a_clear_message(text, match):
     with pytest.raises(PolicyError, match=match):
         load_policy(text)
+
+
+def test_op_rng_draws_what_numpy_draws_from_the_list_of_its_ints():
+    # op_rng hands SeedSequence the 32-bit words itself (faster); every stream must stay the one of the plain list.
+    for seed, copy_index, op_index, attempt in [(0, 1, 0, 0), (2**32 - 1, 5, 2**32 - 1, 3), (2**32, 2**33, 1, 0),
+                                                (2**64 + 3, 7, 2, 2**40)]:  # fmt: skip
+        ints = [seed, *key_digest("daisy/1.jpg"), copy_index, op_index] + ([0x52454452, attempt] if attempt else [])
+        ours = op_rng(seed, "daisy/1.jpg", copy_index, op_index, attempt).integers(0, 2**63, 8)
+        assert (ours == np.random.default_rng(ints).integers(0, 2**63, 8)).all()

@@ -46,7 +46,7 @@ def _sample_shift(rng: np.random.Generator, shift: Any, side: int) -> float:
         value = float(rng.uniform(-shift, shift))
     else:  # int or list: np.random.choice semantics, then a random sign (Keras)
         value = float(rng.choice(shift)) * float(rng.choice([-1, 1]))
-    if np.max(shift) < 1:
+    if (max(shift) if isinstance(shift, list | tuple) else shift) < 1:  # np.max's semantics, without its overhead
         value *= side
     return value
 

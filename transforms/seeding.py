@@ -42,10 +42,20 @@ def op_rng(seed: int, source_key: str, copy_index: int, op_index: int, attempt: 
         raise ValueError(f"seed must be >= 0, got {seed}")
     if attempt < 0:
         raise ValueError(f"attempt must be >= 0, got {attempt}")
-    entropy = [seed, *key_digest(source_key), copy_index, op_index]
+    entropy = [*_words(seed), *key_digest(source_key), *_words(copy_index), *_words(op_index)]
     if attempt:
-        entropy += [_REDRAW, attempt]
-    return np.random.default_rng(entropy)
+        entropy += [_REDRAW, *_words(attempt)]
+    # The words as one uint32 array are exactly what SeedSequence makes of the list of ints (each int becomes its
+    # little-endian 32-bit words), without its per-int conversions: half the cost of a generator per op and copy.
+    return np.random.default_rng(np.array(entropy, dtype=np.uint32))
+
+
+def _words(value: int) -> list[int]:
+    """``value``'s little-endian 32-bit words (at least one), as ``numpy.random.SeedSequence`` splits an int."""
+    words = [value & 0xFFFFFFFF]
+    while value := value >> 32:
+        words.append(value & 0xFFFFFFFF)
+    return words
 
 
 # The MixUp/CutMix draws of a copy (``transforms.mix``) use their own stream: an op position no policy reaches.
