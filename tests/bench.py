@@ -2,7 +2,7 @@
 
     make bench                      # 1,000 images (flowers-mini x 5, else generated), K=5, JPEG quality 90, best of 2
     make bench ARGS="--images 2000 --copies 10 --no-sweeps"
-    make bench ARGS="--only-kernels"     # the loop's and the job's kernels side by side, ms per copy
+    make bench ARGS="--only-kernels"     # kernels side by side, and the job's per-copy path step by step
 
 Prints one table (copies/s, ratio to the bare OpenCV loop, peak RSS) and writes bench-results/bench.json. The
 loops get their bytes from memory; the job reads files, decodes, augments, encodes and writes TFRecord + Parquet
@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from tests.bench_steps import job_steps, print_steps, sum_steps
 from tests.fixtures import FLOWERS_MINI, encode, photo_like
 from transforms.functional.geometric import keras_transform_matrix
 
@@ -314,6 +315,8 @@ def main(argv=None) -> int:
 
         per_kernel = kernels(blobs, k)
         print_kernels(per_kernel)
+        steps = job_steps(blobs, k, QUALITY)
+        print_steps(steps)
         if args.only_kernels:
             return 0
         per_op = bench_ops.run(blobs)
@@ -359,9 +362,15 @@ def main(argv=None) -> int:
           f"2 workers / 1 worker: {_rate(base[2]) / one:.2f}x (whole command, start-up included)")  # fmt: skip
     if sweep:
         print_sweeps(sweep)
+        steady = sweep["scaling"][1]["steady_copies_per_s"]
+        if steady:
+            print(
+                f"1 worker, steady state: {1e3 / steady:.2f} ms per copy, against {sum_steps(steps) / 1e3:.2f} ms "
+                "for the job's own per-copy path outside Beam (the rest: Beam's bundles, start-up excluded)"
+            )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     result = {"images": len(blobs), "copies": k, "quality": QUALITY, "rows": rows, "ops": per_op,
-              "kernels_ms": per_kernel, "sweeps": sweep}  # fmt: skip
+              "kernels_ms": per_kernel, "steps_us": steps, "sweeps": sweep}  # fmt: skip
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"results: {args.out}")
     return 0

@@ -126,3 +126,28 @@ def test_example_decoder_reads_what_tensorflow_writes():
     parsed = decode_example(ex.SerializeToString())
     assert parsed == {"image": [b"\x00jpeg"], "label": [3, -2], "w": [0.5, 2.0]}
     assert decode_example(encode_example(RECORD))["source_key"] == [RECORD["source_key"].encode()]
+
+
+def test_shard_writers_keep_every_record_and_bound_parquet_row_groups_by_bytes(tmp_path):
+    import pyarrow.parquet as pq
+
+    from beam_jobs.sinks.publish import verify_shard
+    from beam_jobs.sinks.writers import PARQUET_ROW_GROUP_BYTES, ParquetShardWriter, TFRecordShardWriter
+
+    rng = np.random.default_rng(0)
+    records = [{**RECORD, "image": rng.bytes(30_000 + i), "copy_index": i} for i in range(300)]
+    parquet = ParquetShardWriter(str(tmp_path / "a.parquet"), arrow_schema([str(i) for i in range(5)]))
+    tfrecord = TFRecordShardWriter(str(tmp_path / "a.tfrecord"))
+    for r in records:
+        parquet.write(r)
+        tfrecord.write(r)
+    parquet.close()
+    tfrecord.close()
+    meta = pq.ParquetFile(tmp_path / "a.parquet").metadata
+    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    assert sum(sizes) == 300 and max(sizes) * 30_000 <= PARQUET_ROW_GROUP_BYTES + 31_000 and len(sizes) >= 4
+    table = pq.read_table(tmp_path / "a.parquet")
+    assert [row["bytes"] for row in table.column("image").to_pylist()] == [r["image"] for r in records]
+    parsed = [tf.train.Example.FromString(x.numpy()) for x in tf.data.TFRecordDataset(str(tmp_path / "a.tfrecord"))]
+    assert [p.features.feature["image"].bytes_list.value[0] for p in parsed] == [r["image"] for r in records]
+    assert verify_shard(str(tmp_path / "a.tfrecord"), "tfrecord", 300)["records"] == 300
