@@ -48,11 +48,13 @@ class ReadImages(beam.PTransform):
     def expand(self, pbegin):
         """Builds the read steps."""
         if self._kind == "folder":
-            # One element, unpacked on a worker.
-            items = (
+            # One element, split into batches of plain tuples for the shuffle (FnApiRunner holds a shuffle in memory,
+            # an entry per element); the worker that expands a batch makes its SourceImages.
+            size = _batch_size(len(self._packed))
+            return (
                 pbegin
                 | "ListedImages" >> beam.Create([self._packed], reshuffle=False)
-                | "Unpack" >> beam.FlatMap(_unpack_sources).with_output_types(Any)
+                | "SpreadSources" >> _SpreadBatches(size)
             )
         else:
             selected = {key: (label, name, error) for key, label, name, _, error in self._packed}
@@ -65,9 +67,42 @@ class ReadImages(beam.PTransform):
         return items | "SpreadSources" >> beam.Reshuffle().with_output_types(Any)
 
 
-def _unpack_sources(rows: PackedRows):
-    for key, label, label_name, path, error in rows:
+def _batch_size(images: int) -> int:
+    # Up to 16 sources per shuffled element, but at least ~64 elements, so that small runs still spread.
+    return max(1, min(16, images // 64))
+
+
+def _batches(rows: PackedRows, size: int):
+    batch = []
+    for row in rows:
+        batch.append(tuple(row))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _sources(batch: list[tuple]):
+    for key, label, label_name, path, error in batch:
         yield SourceImage(key, label, label_name, path, error=error)
+
+
+class _SpreadBatches(beam.PTransform):
+    """Packed listing -> batches of ``size`` sources -> Reshuffle (fusion break) -> ``SourceImage``s."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self._size = size
+
+    def expand(self, packed):
+        """Builds the batch, shuffle and unbatch steps."""
+        return (
+            packed
+            | "Batch" >> beam.FlatMap(_batches, self._size).with_output_types(Any)
+            | "Reshuffle" >> beam.Reshuffle().with_output_types(Any)
+            | "Unbatch" >> beam.FlatMap(_sources).with_output_types(Any)
+        )
 
 
 class ReadRecords(beam.PTransform):

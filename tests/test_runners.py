@@ -60,9 +60,13 @@ def test_sources_are_reshuffled_before_decoding(image_folder, tmp_path, cache_di
     expand = next(t for t in transforms.values() if t.unique_name.endswith("DecodeAugmentEncode"))
     (source_pc,) = expand.inputs.values()
     producers = {t.unique_name: t for t in transforms.values() if source_pc in t.outputs.values()}
-    # The innermost producer of the decoder's input is the Reshuffle (a GroupByKey inside): a fusion break.
+    # The decoder's input comes out of SpreadSources, which holds a Reshuffle (a GroupByKey inside): a fusion break.
     spread = producers["ReadImages/SpreadSources"]
-    inner = {transforms[s].unique_name for s in spread.subtransforms}
+    inner, stack = set(), list(spread.subtransforms)
+    while stack:
+        t = transforms[stack.pop()]
+        inner.add(t.unique_name)
+        stack.extend(t.subtransforms)
     assert any("GroupByKey" in n or "ReshufflePerKey" in n for n in inner), inner
 
 
