@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from tests.bench_steps import job_steps, print_steps, sum_steps
+from tests.bench_steps import job_steps, print_steps
 from tests.fixtures import FLOWERS_MINI, encode, photo_like
 from transforms.functional.geometric import keras_transform_matrix
 
@@ -362,12 +362,6 @@ def main(argv=None) -> int:
           f"2 workers / 1 worker: {_rate(base[2]) / one:.2f}x (whole command, start-up included)")  # fmt: skip
     if sweep:
         print_sweeps(sweep)
-        steady = sweep["scaling"][1]["steady_copies_per_s"]
-        if steady:
-            print(
-                f"1 worker, steady state: {1e3 / steady:.2f} ms per copy, against {sum_steps(steps) / 1e3:.2f} ms "
-                "for the job's own per-copy path outside Beam (the rest: Beam's bundles, start-up excluded)"
-            )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     result = {"images": len(blobs), "copies": k, "quality": QUALITY, "rows": rows, "ops": per_op,
               "kernels_ms": per_kernel, "steps_us": steps, "sweeps": sweep}  # fmt: skip

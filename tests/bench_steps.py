@@ -1,9 +1,10 @@
 """The job's own per-copy path, step by step, outside Beam: where a copy's time goes (part of ``make bench``).
 
 Runs the functions ``ExpandFn`` and ``WriteShardsFn`` run, in their order, on the bench's photos with the bench's
-policy (the Keras op from the job's flags, the quality gate on), timing each step; the shards are written to a
-temporary folder and re-read as the workers verify them. What the whole job spends per copy beyond the sum of these
-steps is Beam's bundle machinery, start-up and the finalize step.
+policy (the Keras op from the job's flags, the quality gate on), timing each step in one pass (caches as cold as in
+the job, so steps cost more than in the kernels' best-of-5); the shards are written to a temporary folder and re-read
+as the workers verify them. The shares say where a copy's time goes; Beam's bundles, start-up and finalize come on
+top.
 """
 
 from __future__ import annotations
