@@ -3,7 +3,8 @@
 Shapes between steps::
 
     ReadImages:    PBegin -> SourceImage (path for folders, bytes for archive members), reshuffled so that
-                   decoding spreads over workers even when the input is one archive or a few files
+                   decoding spreads over workers even when the input is one archive or a few files (folder
+                   sources cross the shuffle in batches of up to 16)
     ExpandImages:  SourceImage -> {"records": record dict, "dead_letter": dict, "source_info": packed key+sha256}
                    (with MixUp/CutMix, sources are first joined with their partners' bytes: beam_jobs.mixing)
     WriteDataset:  {"records", "dead_letter", "source_info"} -> manifest dict (one element, once published)
