@@ -21,9 +21,16 @@ class PackedRows:
     """
 
     def __init__(self, rows: Iterable[tuple | list]):
-        lines = [json.dumps(list(row), separators=(",", ":")) for row in rows]
-        self._count = len(lines)
-        self._blob = zlib.compress("\n".join(lines).encode("utf-8"), 1)
+        # Compressed as the rows come: the JSON text of millions of rows is never held whole.
+        compressor = zlib.compressobj(1)
+        parts, self._count = [], 0
+        for row in rows:
+            line = ("\n" if self._count else "") + json.dumps(list(row), separators=(",", ":"))
+            self._count += 1
+            if chunk := compressor.compress(line.encode("utf-8")):
+                parts.append(chunk)
+        parts.append(compressor.flush())
+        self._blob = b"".join(parts)
 
     def __len__(self) -> int:
         return self._count

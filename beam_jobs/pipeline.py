@@ -181,18 +181,17 @@ class JobPlan:
 
     def input_rows(self) -> InputRows:
         """The selected inputs as the manifest's rows (key, label, size, modification time), held compactly."""
-        sizes, mtimes = self.listing.sizes, self.listing.mtimes
-        return InputRows((s.key, s.label, sizes.get(s.key), mtimes.get(s.key)) for s in self.listing.images)
+        return InputRows(self._input_tuples())
 
-    def image_entries(self) -> list[dict[str, Any]]:
-        """Returns the selected inputs as manifest entries (key, label, size, modification time)."""
-        return list(self.input_rows())
+    def _input_tuples(self):
+        sizes, mtimes = self.listing.sizes, self.listing.mtimes
+        return ((s.key, s.label, sizes.get(s.key), mtimes.get(s.key)) for s in self.listing.images)
 
     def fingerprints(self) -> dict[str, str]:
         """Returns the config and inputs fingerprints (refresh mode compares them with the current version's)."""
         return {
             "config": refresh.config_fingerprint(self.config.to_dict(), self.listing.class_names, package_versions()),
-            "inputs": refresh.inputs_fingerprint(self.image_entries()),
+            "inputs": refresh.inputs_fingerprint(self._input_tuples()),
         }
 
 

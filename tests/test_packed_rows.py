@@ -37,3 +37,14 @@ def test_source_info_packs_key_digest_and_reuse_flag():
         packed = pack_source_info(key, digest, reused)
         assert unpack_source_info(packed) == (key, digest, reused)
         assert len(packed) == 33 + len(key.encode())
+
+
+def test_inputs_fingerprint_streams_the_digest_of_the_whole_list():
+    import hashlib
+
+    from beam_jobs.refresh import inputs_fingerprint
+
+    # Refresh compares it with the fingerprints earlier versions stored: it must stay the digest of the JSON list.
+    for rows in (ROWS, []):
+        whole = hashlib.sha256(json.dumps([list(r) for r in rows], sort_keys=True, default=str).encode()).hexdigest()
+        assert inputs_fingerprint(iter(rows)) == whole
