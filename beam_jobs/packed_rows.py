@@ -7,7 +7,6 @@ row, and are unpacked one row at a time where they are used.
 
 from __future__ import annotations
 
-import io
 import json
 import zlib
 from collections.abc import Iterable, Iterator
@@ -36,7 +35,15 @@ class PackedRows:
         return self._count
 
     def __iter__(self) -> Iterator[list]:
-        if not self._count:
-            return
-        for line in io.BytesIO(zlib.decompress(self._blob)):
-            yield json.loads(line)
+        # Decompressed piece by piece too: a row is made only when it is asked for.
+        decompressor = zlib.decompressobj()
+        tail = b""
+        for start in range(0, len(self._blob), _PIECE):
+            *lines, tail = (tail + decompressor.decompress(self._blob[start : start + _PIECE])).split(b"\n")
+            yield from map(json.loads, lines)
+        tail += decompressor.flush()
+        if tail:
+            yield json.loads(tail)
+
+
+_PIECE = 1 << 16  # compressed bytes decompressed at a time
