@@ -57,13 +57,12 @@ class ReadImages(beam.PTransform):
                 | "ListedImages" >> beam.Create([self._packed], reshuffle=False)
                 | "SpreadSources" >> _SpreadBatches(size)
             )
-        else:
-            selected = {key: (label, name, error) for key, label, name, _, error in self._packed}
-            items = (
-                pbegin
-                | "Archive" >> beam.Create([self._archive_path], reshuffle=False)
-                | "StreamMembers" >> beam.ParDo(ReadArchiveFn(self._prefix, selected)).with_output_types(Any)
-            )
+        selected = {key: (label, name, error) for key, label, name, _, error in self._packed}
+        items = (
+            pbegin
+            | "Archive" >> beam.Create([self._archive_path], reshuffle=False)
+            | "StreamMembers" >> beam.ParDo(ReadArchiveFn(self._prefix, selected)).with_output_types(Any)
+        )
         # Fusion break: spread sources (paths or encoded bytes, never pixels) over workers.
         return items | "SpreadSources" >> beam.Reshuffle().with_output_types(Any)
 

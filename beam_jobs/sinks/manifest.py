@@ -20,20 +20,19 @@ class InputRows:
     """The manifest's ``listing.images``: ``{key, label, bytes, mtime}`` per selected input, in listing order.
 
     Args:
-        rows: ``(key, label, size, mtime)`` tuples.
+        rows: ``(key, label, size, mtime)`` tuples, or rows already packed.
+        sha256: Key -> content digest; when given, each row also gets its ``sha256`` (None for inputs never read).
     """
 
     FIELDS = ("key", "label", "bytes", "mtime")
 
-    def __init__(self, rows: Iterable[tuple]):
-        self._rows = PackedRows(rows)
-        self._sha256: Mapping[str, str] | None = None
+    def __init__(self, rows: Iterable[tuple] | PackedRows, sha256: Mapping[str, str] | None = None):
+        self._rows = rows if isinstance(rows, PackedRows) else PackedRows(rows)
+        self._sha256 = sha256
 
     def with_sha256(self, sha256: Mapping[str, str]) -> InputRows:
         """The same rows, each with its ``sha256`` looked up in ``sha256`` (None for inputs never read)."""
-        out = InputRows(())
-        out._rows, out._sha256 = self._rows, sha256
-        return out
+        return InputRows(self._rows, sha256)
 
     def __len__(self) -> int:
         return len(self._rows)
