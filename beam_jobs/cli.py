@@ -535,7 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(ns)
         from beam_jobs.pipeline import run_job
 
-        run_job(config, rest, argv=["beam-expand", *argv])
+        run_job(config, rest, argv=["beam-expand", *argv], listing_rows=False)
         return 0
     except (UserError, PolicyError) as e:
         print(f"beam-expand: error: {e}", file=sys.stderr)

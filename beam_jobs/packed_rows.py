@@ -46,4 +46,4 @@ class PackedRows:
             yield json.loads(tail)
 
 
-_PIECE = 1 << 16  # compressed bytes decompressed at a time
+_PIECE = 1 << 14  # compressed bytes decompressed at a time (~50 KB of text)

@@ -12,7 +12,6 @@ or embed the read -> expand -> write chain in your own pipeline with ``plan_job`
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import shutil
 import sys
@@ -34,7 +33,7 @@ from beam_jobs.packaging import is_local, worker_packaging_args
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
 from beam_jobs.sinks.finalize import MANIFEST, BadFractionError
-from beam_jobs.sinks.manifest import InputRows
+from beam_jobs.sinks.manifest import InputRows, read_json
 from beam_jobs.sinks.publish import VerificationError, clean_stale
 from beam_jobs.sources import records
 from beam_jobs.sources.archive import list_archive
@@ -415,6 +414,7 @@ def run_job(
     pipeline_args: list[str] | None = None,
     argv: list[str] | None = None,
     out=None,
+    listing_rows: bool = True,
 ) -> dict[str, Any] | None:
     """Runs the whole job: plan, (dry run or) pipeline, summary.
 
@@ -423,6 +423,8 @@ def run_job(
         pipeline_args: Beam pipeline options, e.g. ``["--direct_num_workers=2"]``.
         argv: The command line, recorded in the manifest.
         out: Where to print the plan and summary (stdout).
+        listing_rows: Whether the returned manifest keeps ``listing.images``, one row per input (the CLI returns
+            nothing, so it leaves them in the file: at a million inputs they are hundreds of MB as Python objects).
 
     Returns:
         The manifest written to ``beam_expand.json``, or None for a dry run.
@@ -440,13 +442,15 @@ def run_job(
     if config.dry_run:
         print(summary.dry_run_text(plan.dry_run()), file=out)
         return None
-    if config.refresh:
-        return _run_refresh(plan, pipeline_args, argv, out)
-    return _run_once(plan, pipeline_args, argv, out)
+    run = _run_refresh if config.refresh else _run_once
+    return read_json(run(plan, pipeline_args, argv, out), rows=listing_rows)
 
 
-def _run_refresh(plan: JobPlan, pipeline_args, argv, out) -> dict[str, Any]:
-    """Publishes a new version under ``output/versions`` and swaps ``LATEST`` (see ``beam_jobs.refresh``)."""
+def _run_refresh(plan: JobPlan, pipeline_args, argv, out) -> str:
+    """Publishes a new version under ``output/versions`` and swaps ``LATEST`` (see ``beam_jobs.refresh``).
+
+    Returns the path of the current version's manifest.
+    """
     root = plan.config.output
     current, token = refresh.read_latest(root)
     previous = refresh.read_manifest(root, current) if current else None
@@ -454,7 +458,7 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out) -> dict[str, Any]:
     if previous and previous.get("fingerprints") == fingerprints:
         print(f"beam-expand: {root} is up to date (version {current}: same inputs and config); nothing published",
               file=out)  # fmt: skip
-        return previous
+        return FileSystems.join(refresh.version_dir(root, current), MANIFEST)
     version = refresh.new_version(refresh._digest(fingerprints))
     reuse, reuse_from = None, None
     if plan.config.incremental and previous and previous["fingerprints"]["config"] == fingerprints["config"]:
@@ -463,18 +467,19 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out) -> dict[str, Any]:
             reuse_from = refresh.version_dir(root, current)
     target = refresh.version_dir(root, version)
     plan.config = dataclasses.replace(plan.config, output=target, overwrite=False)
-    manifest = _run_once(plan, pipeline_args, argv, out, reuse=reuse, reuse_from=reuse_from)
+    path = _run_once(plan, pipeline_args, argv, out, reuse=reuse, reuse_from=reuse_from)
+    previous = None  # its rows (one per input) are not needed any more
     try:
         refresh.swap_latest(root, version, token)
     except JobFailed:
         FileSystems.delete([target])
         raise
     pruned = refresh.prune(root, plan.config.keep_versions, {version})
-    reused = len(manifest.get("reused_sources", []))
+    reused = len(read_json(path, rows=False).get("reused_sources", []))
     note = f" ({reused} unchanged sources reused from {current})" if reuse else ""
     note += f"; pruned {len(pruned)} old version(s)" if pruned else ""
     print(f"beam-expand: LATEST -> {version}{note}", file=out)
-    return manifest
+    return path
 
 
 def _tta_text(tta: dict | None) -> str:
@@ -484,7 +489,8 @@ def _tta_text(tta: dict | None) -> str:
     return f" (evaluation images: {1 + t.num_views} test-time views each, --tta {t.kind})"
 
 
-def _run_once(plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=None) -> dict[str, Any]:
+def _run_once(plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=None) -> str:
+    """Runs the pipeline once into ``plan.config.output`` and prints its summary; returns the manifest's path."""
     config = plan.config
     prepare_output(config.output, config.overwrite)
     options, runner, runner_name = make_pipeline_options(worker_packaging_args(list(pipeline_args or [])))
@@ -526,10 +532,9 @@ def _run_once(plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=No
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
     wall = time.monotonic() - start
-    with FileSystems.open(FileSystems.join(config.output, MANIFEST)) as f:
-        manifest = json.load(f)
-    print(summary.run_summary_text(manifest, wall, runner_name, config.output), file=out)
-    return manifest
+    path = FileSystems.join(config.output, MANIFEST)
+    print(summary.run_summary_text(read_json(path, rows=False), wall, runner_name, config.output), file=out)
+    return path
 
 
 def run(argv: list[str] | None = None) -> int:

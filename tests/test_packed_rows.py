@@ -3,8 +3,10 @@
 import json
 import pickle
 
+import pytest
+
 from beam_jobs.packed_rows import PackedRows
-from beam_jobs.sinks.manifest import InputRows, write_json
+from beam_jobs.sinks.manifest import InputRows, read_json, write_json
 from transforms.expand import pack_source_info, unpack_source_info
 
 ROWS = [("daisy/1.jpg", 0, 1234, 1796191043.7283945), ("tulips/ü ñ.png", 1, None, None), ("a/b#7", 2, 0, 0.5)]
@@ -31,6 +33,28 @@ def test_manifest_with_input_rows_is_the_json_of_its_rows(tmp_path):
     plain = {"seed": 1, "listing": {"images": []}}
     write_json(str(tmp_path / "p.json"), plain)
     assert (tmp_path / "p.json").read_text() == json.dumps(plain, indent=2, sort_keys=True) + "\n"
+
+
+def test_manifest_is_read_with_or_without_its_input_rows(tmp_path):
+    rows = [(f"c{i % 3}/{i}.jpg", i % 3, i, 1.5 + i) for i in range(5000)]  # several write chunks
+    manifest = {"a": {"images": [1, 2]}, "listing": {"images": InputRows(rows), "problems": ["x ]"]}, "z": '{"q'}
+    for value in (manifest, {**manifest, "listing": {"images": InputRows([]), "problems": []}}):
+        write_json(str(tmp_path / "m.json"), value)
+        full = read_json(str(tmp_path / "m.json"))
+        assert full == json.loads((tmp_path / "m.json").read_text())
+        assert [r["key"] for r in full["listing"]["images"]] == [r["key"] for r in value["listing"]["images"]]
+        without = read_json(str(tmp_path / "m.json"), rows=False)
+        assert without == {**full, "listing": {"problems": value["listing"]["problems"]}}
+    # The rows are skipped as lines, never parsed: a damaged row does not stop the summary.
+    write_json(str(tmp_path / "bad.json"), manifest)
+    text = (tmp_path / "bad.json").read_text()
+    (tmp_path / "bad.json").write_text(text.replace('{"bytes": 0,', '{"bytes": ', 1))
+    assert read_json(str(tmp_path / "bad.json"), rows=False)["z"] == '{"q'
+    with pytest.raises(json.JSONDecodeError):
+        read_json(str(tmp_path / "bad.json"))
+    # A manifest written by plain json (older versions): its indented rows are parsed, then left out too.
+    (tmp_path / "old.json").write_text(json.dumps({"listing": {"images": [{"key": "a"}], "per_class": {}}}, indent=2))
+    assert read_json(str(tmp_path / "old.json"), rows=False) == {"listing": {"per_class": {}}}
 
 
 def test_source_info_packs_key_digest_and_reuse_flag():

@@ -7,6 +7,7 @@ are written one at a time, so they no longer make the job's memory grow with its
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -46,10 +47,12 @@ class InputRows:
 
 
 _ROWS = "\x00input rows\x00"  # stands for an InputRows while the rest of the manifest is encoded
+# Characters written at a time: the pieces, their joined text and its bytes are all held until then.
+_WRITE_CHUNK = 1 << 18
 
 
 def write_json(path: str, value: dict[str, Any]) -> None:
-    """Writes ``value`` as indented, key-sorted JSON, in ~1 MB pieces; ``InputRows`` are written row by row.
+    """Writes ``value`` as indented, key-sorted JSON, in ~256 KB pieces; ``InputRows`` are written row by row.
 
     ``value["listing"]["images"]`` may be an ``InputRows``: its rows are written one per line, never all held.
     (``json.dumps(..., indent=2)`` also first lists every small piece of text: tens of MB for a large manifest.)
@@ -66,7 +69,7 @@ def write_json(path: str, value: dict[str, Any]) -> None:
             nonlocal pending, size
             pending.append(text)
             size += len(text)
-            if size >= 1 << 20:
+            if size >= _WRITE_CHUNK:
                 f.write("".join(pending).encode("utf-8"))
                 pending, size = [], 0
 
@@ -80,3 +83,26 @@ def write_json(path: str, value: dict[str, Any]) -> None:
             put("\n]")
         put("\n")
         f.write("".join(pending).encode("utf-8"))
+
+
+def read_json(path: str, rows: bool = True) -> dict[str, Any]:
+    """Reads a manifest; with ``rows=False``, without ``listing.images`` (one row per input), streamed past them.
+
+    ``write_json`` puts each input row on a line of its own at column 0, where indented JSON has nothing else but
+    the outer braces: those lines are skipped, never parsed or held. (At a million inputs the rows alone cost
+    hundreds of MB as Python objects; printing the run's summary needs none of them.)
+    """
+    with FileSystems.open(path) as raw:
+        if rows:
+            return json.load(raw)
+        kept: list[str] = []
+        for line in io.TextIOWrapper(raw, encoding="utf-8"):
+            if line.startswith('{"'):  # an input row
+                continue
+            if line.startswith("]"):  # the rows' closing bracket; their opening one ends the line kept last
+                kept[-1] = kept[-1].rstrip()[:-1] + "null"
+                line = line[1:]
+            kept.append(line)
+    manifest = json.loads("".join(kept))
+    manifest.get("listing", {}).pop("images", None)
+    return manifest

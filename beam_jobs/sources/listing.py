@@ -93,7 +93,8 @@ def list_folder(root: str) -> Listing:
     except Exception as e:  # BeamIOError wraps the filesystem's own error
         raise UserError(f"cannot list {root}: {e}") from None
     entries = []
-    for meta in matches:
+    while matches:  # emptied as it is read: a file's metadata object costs more than its entry (~8 MB per 20,000)
+        meta = matches.pop()
         rel = meta.path[len(root) :].lstrip("/").replace("\\", "/")
         entries.append((rel, meta.path, meta.size_in_bytes, meta.last_updated_in_seconds))
     listing = build_listing(entries)
