@@ -33,7 +33,7 @@ from beam_jobs.packaging import is_local, worker_packaging_args
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
 from beam_jobs.sinks.finalize import MANIFEST, BadFractionError
-from beam_jobs.sinks.manifest import InputRows, read_json
+from beam_jobs.sinks.manifest import InputRows, read_json, read_rows
 from beam_jobs.sinks.publish import VerificationError, clean_stale
 from beam_jobs.sources import records
 from beam_jobs.sources.archive import list_archive
@@ -458,17 +458,16 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out) -> str:
     if previous and previous.get("fingerprints") == fingerprints:
         print(f"beam-expand: {root} is up to date (version {current}: same inputs and config); nothing published",
               file=out)  # fmt: skip
-        return FileSystems.join(refresh.version_dir(root, current), MANIFEST)
+        return refresh.manifest_path(root, current)
     version = refresh.new_version(refresh._digest(fingerprints))
     reuse, reuse_from = None, None
     if plan.config.incremental and previous and previous["fingerprints"]["config"] == fingerprints["config"]:
         if "parquet" in previous["shards"]:
-            reuse = {e["key"]: e["sha256"] for e in previous["listing"]["images"] if e.get("sha256")}
+            reuse = {e["key"]: e["sha256"] for e in read_rows(refresh.manifest_path(root, current)) if e.get("sha256")}
             reuse_from = refresh.version_dir(root, current)
     target = refresh.version_dir(root, version)
     plan.config = dataclasses.replace(plan.config, output=target, overwrite=False)
     path = _run_once(plan, pipeline_args, argv, out, reuse=reuse, reuse_from=reuse_from)
-    previous = None  # its rows (one per input) are not needed any more
     try:
         refresh.swap_latest(root, version, token)
     except JobFailed:

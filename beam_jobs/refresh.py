@@ -28,6 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.paths import is_local
+from beam_jobs.sinks.manifest import read_json
 
 LATEST = "LATEST"
 CURRENT = "current"
@@ -99,13 +100,17 @@ def read_latest(root: str) -> tuple[str | None, Any]:
     return version, version
 
 
+def manifest_path(root: str, version: str) -> str:
+    """Returns the path of a version's manifest."""
+    return FileSystems.join(version_dir(root, version), "beam_expand.json")
+
+
 def read_manifest(root: str, version: str) -> dict[str, Any] | None:
-    """Returns a version's manifest, or None if it is missing."""
-    path = FileSystems.join(version_dir(root, version), "beam_expand.json")
+    """Returns a version's manifest without its per-input rows (``read_rows`` streams those), or None if missing."""
+    path = manifest_path(root, version)
     if not FileSystems.exists(path):
         return None
-    with FileSystems.open(path) as f:
-        return json.load(f)
+    return read_json(path, rows=False)
 
 
 def swap_latest(root: str, version: str, expected: Any) -> None:

@@ -6,7 +6,7 @@ import pickle
 import pytest
 
 from beam_jobs.packed_rows import PackedRows
-from beam_jobs.sinks.manifest import InputRows, read_json, write_json
+from beam_jobs.sinks.manifest import InputRows, read_json, read_rows, write_json
 from transforms.expand import pack_source_info, unpack_source_info
 
 ROWS = [("daisy/1.jpg", 0, 1234, 1796191043.7283945), ("tulips/ü ñ.png", 1, None, None), ("a/b#7", 2, 0, 0.5)]
@@ -45,6 +45,7 @@ def test_manifest_is_read_with_or_without_its_input_rows(tmp_path):
         assert [r["key"] for r in full["listing"]["images"]] == [r["key"] for r in value["listing"]["images"]]
         without = read_json(str(tmp_path / "m.json"), rows=False)
         assert without == {**full, "listing": {"problems": value["listing"]["problems"]}}
+        assert list(read_rows(str(tmp_path / "m.json"))) == full["listing"]["images"]
     # The rows are skipped as lines, never parsed: a damaged row does not stop the summary.
     write_json(str(tmp_path / "bad.json"), manifest)
     text = (tmp_path / "bad.json").read_text()
@@ -55,6 +56,7 @@ def test_manifest_is_read_with_or_without_its_input_rows(tmp_path):
     # A manifest written by plain json (older versions): its indented rows are parsed, then left out too.
     (tmp_path / "old.json").write_text(json.dumps({"listing": {"images": [{"key": "a"}], "per_class": {}}}, indent=2))
     assert read_json(str(tmp_path / "old.json"), rows=False) == {"listing": {"per_class": {}}}
+    assert list(read_rows(str(tmp_path / "old.json"))) == [{"key": "a"}]
 
 
 def test_source_info_packs_key_digest_and_reuse_flag():

@@ -106,3 +106,18 @@ def read_json(path: str, rows: bool = True) -> dict[str, Any]:
     manifest = json.loads("".join(kept))
     manifest.get("listing", {}).pop("images", None)
     return manifest
+
+
+def read_rows(path: str) -> Iterator[dict[str, Any]]:
+    """Yields a manifest's ``listing.images`` rows one at a time, never holding them all (``write_json``'s layout).
+
+    A manifest written otherwise (indented rows) is loaded whole instead.
+    """
+    found = False
+    with FileSystems.open(path) as raw:
+        for line in io.TextIOWrapper(raw, encoding="utf-8"):
+            if line.startswith('{"'):  # an input row (see read_json)
+                found = True
+                yield json.loads(line.rstrip().removesuffix(","))
+    if not found:
+        yield from read_json(path).get("listing", {}).get("images", [])
