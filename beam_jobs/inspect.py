@@ -13,12 +13,13 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
 from beam_jobs.sinks.finalize import MANIFEST
+from beam_jobs.sinks.manifest import read_json
 from beam_jobs.sinks.publish import SUCCESS, VerificationError, verify_shard
 from schemas.record import field_names
 
 
 def load_manifest(out: str) -> dict[str, Any]:
-    """Reads ``beam_expand.json``.
+    """Reads ``beam_expand.json`` without its per-input rows (no command needs them; ``read_rows`` streams them).
 
     Raises:
         UserError: OUT holds no manifest.
@@ -26,8 +27,7 @@ def load_manifest(out: str) -> dict[str, Any]:
     path = FileSystems.join(out, MANIFEST)
     if not FileSystems.exists(path):
         raise UserError(f"{out} is not a beam-expand dataset (no {MANIFEST})")
-    with FileSystems.open(path) as f:
-        return json.load(f)
+    return read_json(path, rows=False)
 
 
 def verify(out: str) -> list[str]:

@@ -6,13 +6,12 @@ beam-expand replay --recipe recipe.json --image daisy.jpg --out copy.jpg
 
 from __future__ import annotations
 
-import json
-
 import pyarrow.dataset as pads
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
 from beam_jobs.sinks.finalize import MANIFEST
+from beam_jobs.sinks.manifest import read_json
 from beam_jobs.sources.archive import read_members
 
 
@@ -43,8 +42,7 @@ def source_bytes(out_dir: str, source_key: str, source: str | None = None) -> by
     Raises:
         UserError: The source is gone or does not hold the key.
     """
-    with FileSystems.open(FileSystems.join(out_dir, MANIFEST)) as f:
-        manifest = json.load(f)
+    manifest = read_json(FileSystems.join(out_dir, MANIFEST), rows=False)
     kind = manifest["source"]["kind"]
     path = source or manifest["source"]["path"]
     if kind == "folder" and not path.lower().endswith((".tgz", ".tar", ".tar.gz")):

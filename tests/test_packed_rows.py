@@ -53,10 +53,12 @@ def test_manifest_is_read_with_or_without_its_input_rows(tmp_path):
     assert read_json(str(tmp_path / "bad.json"), rows=False)["z"] == '{"q'
     with pytest.raises(json.JSONDecodeError):
         read_json(str(tmp_path / "bad.json"))
-    # A manifest written by plain json (older versions): its indented rows are parsed, then left out too.
-    (tmp_path / "old.json").write_text(json.dumps({"listing": {"images": [{"key": "a"}], "per_class": {}}}, indent=2))
-    assert read_json(str(tmp_path / "old.json"), rows=False) == {"listing": {"per_class": {}}}
-    assert list(read_rows(str(tmp_path / "old.json"))) == [{"key": "a"}]
+    # Manifests written by plain json (older versions, edited by hand): parsed whole, the rows then left out.
+    plain = {"listing": {"images": [{"key": "a"}], "per_class": {}}, "shards": {"a": [{"b": 1}]}}
+    for indent in (2, None):
+        (tmp_path / "old.json").write_text(json.dumps(plain, indent=indent))
+        assert read_json(str(tmp_path / "old.json"), rows=False) == {**plain, "listing": {"per_class": {}}}
+        assert list(read_rows(str(tmp_path / "old.json"))) == [{"key": "a"}]
 
 
 def test_source_info_packs_key_digest_and_reuse_flag():

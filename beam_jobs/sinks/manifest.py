@@ -85,23 +85,46 @@ def write_json(path: str, value: dict[str, Any]) -> None:
         f.write("".join(pending).encode("utf-8"))
 
 
+def _lines(path: str) -> Iterator[tuple[bool, str]]:
+    """Yields ``(is_row, line)`` for a manifest's lines; rows are ``write_json``'s input rows.
+
+    ``write_json`` opens the rows with a line ending in ``"images": [`` and puts each row, then the closing bracket,
+    at column 0, where indented JSON has nothing else but the outer braces. A manifest written otherwise (indented
+    or on one line) has no row lines.
+    """
+    in_rows = False
+    with FileSystems.open(path) as raw:
+        for line in io.TextIOWrapper(raw, encoding="utf-8"):
+            if in_rows and line.startswith('{"'):
+                yield True, line
+                continue
+            if in_rows and line.startswith("]"):
+                in_rows = False
+            elif line.rstrip().endswith('"images": ['):
+                in_rows = True
+            yield False, line
+
+
 def read_json(path: str, rows: bool = True) -> dict[str, Any]:
     """Reads a manifest; with ``rows=False``, without ``listing.images`` (one row per input), streamed past them.
 
-    ``write_json`` puts each input row on a line of its own at column 0, where indented JSON has nothing else but
-    the outer braces: those lines are skipped, never parsed or held. (At a million inputs the rows alone cost
-    hundreds of MB as Python objects; printing the run's summary needs none of them.)
+    The rows of a manifest ``write_json`` wrote are skipped as lines, never parsed or held (at a million inputs they
+    cost hundreds of MB as Python objects; printing a run's summary needs none of them). Other manifests are
+    parsed whole, then the rows are left out.
     """
-    with FileSystems.open(path) as raw:
-        if rows:
+    if rows:
+        with FileSystems.open(path) as raw:
             return json.load(raw)
-        kept: list[str] = []
-        for line in io.TextIOWrapper(raw, encoding="utf-8"):
-            if line.startswith('{"'):  # an input row
-                continue
-            if line.startswith("]"):  # the rows' closing bracket; their opening one ends the line kept last
-                kept[-1] = kept[-1].rstrip()[:-1] + "null"
-                line = line[1:]
+    kept: list[str] = []
+    skipped = False
+    for is_row, line in _lines(path):
+        if is_row:
+            skipped = True
+        elif skipped and line.startswith("]"):  # the rows' closing bracket; their opening one ends the line kept last
+            kept[-1] = kept[-1].rstrip()[:-1] + "null"
+            kept.append(line[1:])
+            skipped = False
+        else:
             kept.append(line)
     manifest = json.loads("".join(kept))
     manifest.get("listing", {}).pop("images", None)
@@ -109,15 +132,14 @@ def read_json(path: str, rows: bool = True) -> dict[str, Any]:
 
 
 def read_rows(path: str) -> Iterator[dict[str, Any]]:
-    """Yields a manifest's ``listing.images`` rows one at a time, never holding them all (``write_json``'s layout).
+    """Yields a manifest's ``listing.images`` rows one at a time; those ``write_json`` wrote are never all held.
 
-    A manifest written otherwise (indented rows) is loaded whole instead.
+    A manifest written otherwise is loaded whole instead.
     """
     found = False
-    with FileSystems.open(path) as raw:
-        for line in io.TextIOWrapper(raw, encoding="utf-8"):
-            if line.startswith('{"'):  # an input row (see read_json)
-                found = True
-                yield json.loads(line.rstrip().removesuffix(","))
+    for is_row, line in _lines(path):
+        if is_row:
+            found = True
+            yield json.loads(line.rstrip().removesuffix(","))
     if not found:
         yield from read_json(path).get("listing", {}).get("images", [])
