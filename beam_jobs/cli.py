@@ -517,7 +517,12 @@ def _info(ns: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``beam-expand`` console script; returns the exit code (2 for user errors)."""
+    """Entry point of the ``beam-expand`` console script; returns the exit code (2 for user errors).
+
+    Called without ``argv`` (the console script, ``python -m beam_jobs.cli``), the process is a fresh command: local
+    multi-process workers are then forked from it (``beam_jobs.forked_workers``) rather than started afresh.
+    """
+    fresh_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     # Beam logs import-time warnings about optional cloud clients; a local user needs none of them.
     logging.getLogger().setLevel(logging.ERROR)
@@ -535,7 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(ns)
         from beam_jobs.pipeline import run_job
 
-        run_job(config, rest, argv=["beam-expand", *argv], listing_rows=False)
+        run_job(config, rest, argv=["beam-expand", *argv], listing_rows=False, fork_workers=fresh_process)
         return 0
     except (UserError, PolicyError) as e:
         print(f"beam-expand: error: {e}", file=sys.stderr)

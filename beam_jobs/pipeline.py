@@ -12,6 +12,7 @@ or embed the read -> expand -> write chain in your own pipeline with ``plan_job`
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shutil
 import sys
@@ -26,9 +27,10 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from beam_jobs import balance, mixing, refresh, summary
+from beam_jobs import balance, forked_workers, mixing, refresh, summary
 from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
+from beam_jobs.forked_workers import ForkedWorkers
 from beam_jobs.packaging import is_local, worker_packaging_args
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
@@ -386,27 +388,48 @@ def prepare_output(output: str, overwrite: bool) -> None:
         )
 
 
-def make_pipeline_options(pipeline_args: list[str]) -> tuple[PipelineOptions, Any, str]:
-    """Returns Beam options, the runner to use and its display name.
+def make_pipeline_options(
+    pipeline_args: list[str], fork_workers: bool = False
+) -> tuple[PipelineOptions, Any, str, int]:
+    """Returns Beam options, the runner to use, its display name and how many workers to fork (``ForkedWorkers``).
 
     With no ``--runner``, the job pins the FnApiRunner (Beam 2.77's DirectRunner first tries to download a
-    Prism binary, which fails offline); any ``--runner`` given is passed to Beam untouched.
+    Prism binary, which fails offline); any ``--runner`` given is passed to Beam untouched. With ``fork_workers``,
+    multi-process workers are started by ``beam_jobs.forked_workers``'s relay (forked by ``_run_once``).
     """
     options = PipelineOptions(pipeline_args)
     runner_name = options.view_as(StandardOptions).runner
     if runner_name is not None:
-        return options, None, runner_name
+        return options, None, runner_name, 0
     from apache_beam.portability.api import beam_provision_api_pb2
     from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.runners.portability.portable_runner import JobServiceHandle
+    from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
+    direct = options.view_as(DirectOptions)
+    workers, mode = direct.direct_num_workers, direct.direct_running_mode
+    name = LOCAL_RUNNER_NAME + (f", {workers} workers ({mode})" if workers and workers != 1 else "")
+    environment, forks = None, forked_worker_count(options) if fork_workers else 0
+    if forks:
+        # FnApiRunner replaces its environment in multi_processing mode; in "in_memory" mode with several workers
+        # it keeps the one given, and runs one worker process of it per worker all the same.
+        direct.direct_running_mode = "in_memory"
+        environment = SubprocessSDKEnvironment.from_command_string(forked_workers.COMMAND)
+        name += ", forked"
     # As SwitchingDirectRunner does: hand the options to the workers (needed by multi-process workers).
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
     info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
-    workers = options.view_as(DirectOptions).direct_num_workers
-    mode = options.view_as(DirectOptions).direct_running_mode
-    name = LOCAL_RUNNER_NAME + (f", {workers} workers ({mode})" if workers and workers != 1 else "")
-    return options, fn_runner.FnApiRunner(provision_info=info), name
+    return options, fn_runner.FnApiRunner(default_environment=environment, provision_info=info), name, forks
+
+
+def forked_worker_count(options: PipelineOptions) -> int:
+    """Worker processes to fork for a local multi-process run (0: none; ``--direct_num_workers=0`` is one per core)."""
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode != "multi_processing":
+        return 0
+    workers = direct.direct_num_workers
+    workers = os.cpu_count() or 1 if workers == 0 else workers
+    return workers if workers > 1 else 0
 
 
 def run_job(
@@ -415,6 +438,7 @@ def run_job(
     argv: list[str] | None = None,
     out=None,
     listing_rows: bool = True,
+    fork_workers: bool = False,
 ) -> dict[str, Any] | None:
     """Runs the whole job: plan, (dry run or) pipeline, summary.
 
@@ -425,6 +449,8 @@ def run_job(
         out: Where to print the plan and summary (stdout).
         listing_rows: Whether the returned manifest keeps ``listing.images``, one row per input (the CLI returns
             nothing, so it leaves them in the file: at a million inputs they are hundreds of MB as Python objects).
+        fork_workers: Whether local multi-process workers are forked from this process rather than started afresh
+            (``beam_jobs.forked_workers``; only for a fresh command-line process, which the CLI is).
 
     Returns:
         The manifest written to ``beam_expand.json``, or None for a dry run.
@@ -443,10 +469,10 @@ def run_job(
         print(summary.dry_run_text(plan.dry_run()), file=out)
         return None
     run = _run_refresh if config.refresh else _run_once
-    return read_json(run(plan, pipeline_args, argv, out), rows=listing_rows)
+    return read_json(run(plan, pipeline_args, argv, out, fork_workers=fork_workers), rows=listing_rows)
 
 
-def _run_refresh(plan: JobPlan, pipeline_args, argv, out) -> str:
+def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) -> str:
     """Publishes a new version under ``output/versions`` and swaps ``LATEST`` (see ``beam_jobs.refresh``).
 
     Returns the path of the current version's manifest.
@@ -467,7 +493,7 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out) -> str:
             reuse_from = refresh.version_dir(root, current)
     target = refresh.version_dir(root, version)
     plan.config = dataclasses.replace(plan.config, output=target, overwrite=False)
-    path = _run_once(plan, pipeline_args, argv, out, reuse=reuse, reuse_from=reuse_from)
+    path = _run_once(plan, pipeline_args, argv, out, reuse=reuse, reuse_from=reuse_from, fork_workers=fork_workers)
     try:
         refresh.swap_latest(root, version, token)
     except JobFailed:
@@ -488,11 +514,12 @@ def _tta_text(tta: dict | None) -> str:
     return f" (evaluation images: {1 + t.num_views} test-time views each, --tta {t.kind})"
 
 
-def _run_once(plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=None) -> str:
+def _run_once(plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=None, fork_workers=False) -> str:
     """Runs the pipeline once into ``plan.config.output`` and prints its summary; returns the manifest's path."""
     config = plan.config
     prepare_output(config.output, config.overwrite)
-    options, runner, runner_name = make_pipeline_options(worker_packaging_args(list(pipeline_args or [])))
+    args = worker_packaging_args(list(pipeline_args or []))
+    options, runner, runner_name, forks = make_pipeline_options(args, fork_workers)
     # Progress files live on this machine's disk: only workers on this machine can write them.
     local = runner is not None or is_local(options)
     print(
@@ -511,11 +538,13 @@ def _run_once(plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=No
         images = len(plan.listing.images)
         # The pipeline holds the inputs packed now: free the launcher's objects for them (~400 bytes per input).
         plan.listing = dataclasses.replace(plan.listing, images=[], sizes={}, mtimes={})
-        if progress_dir:
-            with ProgressMonitor(progress_dir, images):
+        # Forked now: everything the workers run is imported, and no thread exists yet (the progress monitor's).
+        with ForkedWorkers(forks):
+            if progress_dir:
+                with ProgressMonitor(progress_dir, images):
+                    p.run().wait_until_finish()
+            else:
                 p.run().wait_until_finish()
-        else:
-            p.run().wait_until_finish()
     except Exception as e:
         staging = staging_dir(config.output, run_id)
         if FileSystems.exists(staging):
