@@ -428,8 +428,9 @@ def forked_worker_count(options: PipelineOptions) -> int:
     if direct.direct_running_mode != "multi_processing":
         return 0
     workers = direct.direct_num_workers
-    workers = os.cpu_count() or 1 if workers == 0 else workers
-    return workers if workers > 1 else 0
+    if workers == 0:  # FnApiRunner's "one per core"
+        workers = os.cpu_count() or 1
+    return workers if workers and workers > 1 else 0
 
 
 def run_job(
