@@ -9,7 +9,9 @@ addresses FnApiRunner gave the relay, and exits with the worker's exit code. A r
 worker starts the usual worker instead, so a worker FnApiRunner starts again is never lost.
 
 Only a fresh command-line process forks (``beam-expand run`` with ``--direct_num_workers=N --direct_running_mode=
-multi_processing``): forking a process that has run gRPC before (a test session, a notebook) is not safe.
+multi_processing``), on Linux: forking a process that has run gRPC before (a test session, a notebook) is not safe,
+nor is forking after macOS's system libraries are loaded. Elsewhere, or when the sockets cannot be made, the relays
+start the usual workers.
 """
 
 from __future__ import annotations
@@ -43,30 +45,30 @@ class ForkedWorkers:
         self._pids: list[int] = []
 
     def __enter__(self) -> ForkedWorkers:
-        if self.count < 1 or threading.active_count() != 1:
+        # Linux only: macOS's system libraries are not safe to use in a child forked after importing them.
+        if self.count < 1 or threading.active_count() != 1 or sys.platform != "linux":
             return self  # the relays will start the usual workers
         self.folder = tempfile.mkdtemp(prefix="beam-expand-workers-")
         sys.stdout.flush()
         sys.stderr.flush()
-        for i in range(self.count):
-            path = os.path.join(self.folder, f"{i}.sock")
-            listener = socket.socket(socket.AF_UNIX)
-            listener.bind(path)
-            listener.listen(1)
-            launcher = os.getpid()
-            pid = os.fork()
-            if pid == 0:
-                _worker(listener, launcher, path)  # never returns
-            listener.close()
-            self._pids.append(pid)
+        try:
+            for i in range(self.count):
+                path = os.path.join(self.folder, f"{i}.sock")
+                listener = socket.socket(socket.AF_UNIX)
+                listener.bind(path)  # fails for paths over ~107 bytes (a long TMPDIR): then no worker is forked
+                listener.listen(1)
+                launcher = os.getpid()
+                pid = os.fork()
+                if pid == 0:
+                    _worker(listener, launcher, path)  # never returns
+                listener.close()
+                self._pids.append(pid)
+        except OSError:
+            self.__exit__()
+            self.folder, self._pids = None, []
+            return self
         os.environ[ENV] = self.folder
         return self
-
-    def claimed(self) -> int:
-        """How many forked workers a relay has claimed."""
-        if not self.folder:
-            return 0
-        return sum(name.endswith(".claimed") for name in os.listdir(self.folder))
 
     def __exit__(self, *exc) -> None:
         os.environ.pop(ENV, None)

@@ -86,3 +86,23 @@ os._exit(0)
         time.sleep(0.1)
     assert not Path(f"/proc/{pid}").exists(), "an orphaned forked worker kept running"
     assert _leftovers() == before  # and it removed its socket and folder
+
+
+def test_no_worker_is_forked_where_the_sockets_cannot_be_made(tmp_path):
+    deep = tmp_path / ("x" * 100)  # a socket path over ~107 bytes cannot be bound
+    deep.mkdir()
+    code = """
+import os, sys, tempfile
+tempfile.tempdir = sys.argv[1]
+from beam_jobs.forked_workers import ENV, ForkedWorkers
+with ForkedWorkers(2) as workers:
+    assert workers.folder is None and not workers._pids and ENV not in os.environ
+try:
+    os.waitpid(-1, os.WNOHANG)
+    sys.exit("a forked worker was left running")
+except ChildProcessError:
+    pass
+"""
+    done = _python(code, str(deep))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not list(deep.iterdir())
