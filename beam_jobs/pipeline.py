@@ -25,7 +25,7 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
 
 from beam_jobs import balance, forked_workers, mixing, refresh, summary
 from beam_jobs.config import JobConfig, dataset_name
@@ -406,6 +406,11 @@ def make_pipeline_options(
     from apache_beam.runners.portability.portable_runner import JobServiceHandle
     from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
+    worker = options.view_as(WorkerOptions)
+    if worker.default_sdk_harness_log_level is None:
+        # Local workers log at INFO by default, dozens of lines per run over the progress line; like the command,
+        # they show errors only unless asked (--default_sdk_harness_log_level=INFO).
+        worker.default_sdk_harness_log_level = "ERROR"
     direct = options.view_as(DirectOptions)
     workers, mode = direct.direct_num_workers, direct.direct_running_mode
     name = LOCAL_RUNNER_NAME + (f", {workers} workers ({mode})" if workers and workers != 1 else "")

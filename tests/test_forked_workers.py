@@ -55,7 +55,7 @@ policy = PRESETS["imagedatagenerator"]
 config = JobConfig(source=sys.argv[1], output=sys.argv[2], copies=2, progress=False, policy=policy)
 pipeline.run_job(config, sys.argv[3:], fork_workers=True)
 """
-    done = _python(code, str(image_folder), str(tmp_path / "out"), *TWO)
+    done = _python(code, str(image_folder), str(tmp_path / "out"), *TWO, "--default_sdk_harness_log_level=INFO")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "forked" in done.stdout and len(_records(tmp_path / "out")) == 24
     assert "Python sdk harness starting" in done.stderr  # the second worker, started as usual, logs as it starts
