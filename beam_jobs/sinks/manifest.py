@@ -1,8 +1,9 @@
-"""The manifest's per-input rows, held compactly, and the manifest written as a stream.
+"""The manifest's per-input rows, held compactly, and the manifest written and read as a stream.
 
 ``beam_expand.json`` lists every input (key, label, size, modification time, sha256): one row each, millions in a
-large run. The rows travel from the launcher to the finalize step inside its arguments packed (``PackedRows``) and
-are written one at a time, so they no longer make the job's memory grow with its input.
+large run. The rows travel from the launcher to the finalize step inside its arguments packed (``PackedRows``), are
+written one at a time, and are read back one at a time (``read_rows``) or skipped (``read_json(rows=False)``), so
+they no longer make the job's memory grow with its input.
 """
 
 from __future__ import annotations
