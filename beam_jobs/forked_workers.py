@@ -32,6 +32,14 @@ ENV = "BEAM_EXPAND_FORKED_WORKERS"  # the folder of the forked workers' sockets,
 COMMAND = f"{shlex.quote(sys.executable)} -m beam_jobs.forked_workers"
 
 
+def can_fork() -> bool:
+    """Whether this process may fork workers: on Linux, while it runs no other thread.
+
+    (macOS's system libraries are not safe to use in a child forked after they were loaded.)
+    """
+    return sys.platform == "linux" and threading.active_count() == 1
+
+
 class ForkedWorkers:
     """Forks ``count`` idle workers on entering (if the process has no other thread); reaps them on exit.
 
@@ -45,8 +53,7 @@ class ForkedWorkers:
         self._pids: list[int] = []
 
     def __enter__(self) -> ForkedWorkers:
-        # Linux only: macOS's system libraries are not safe to use in a child forked after importing them.
-        if self.count < 1 or threading.active_count() != 1 or sys.platform != "linux":
+        if self.count < 1 or not can_fork():
             return self  # the relays will start the usual workers
         self.folder = tempfile.mkdtemp(prefix="beam-expand-workers-")
         sys.stdout.flush()
