@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import sys
@@ -27,8 +28,10 @@ import tempfile
 import threading
 import time
 import traceback
+from pathlib import Path
 
 ENV = "BEAM_EXPAND_FORKED_WORKERS"  # the folder of the forked workers' sockets, for the relays
+_PREFIX = "beam-expand-workers-"  # + the launcher's pid
 COMMAND = f"{shlex.quote(sys.executable)} -m beam_jobs.forked_workers"
 
 
@@ -55,7 +58,8 @@ class ForkedWorkers:
     def __enter__(self) -> ForkedWorkers:
         if self.count < 1 or not can_fork():
             return self  # the relays will start the usual workers
-        self.folder = tempfile.mkdtemp(prefix="beam-expand-workers-")
+        _remove_stale_folders()
+        self.folder = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
         sys.stdout.flush()
         sys.stderr.flush()
         try:
@@ -95,6 +99,20 @@ class ForkedWorkers:
         for name in os.listdir(self.folder):
             os.remove(os.path.join(self.folder, name))
         os.rmdir(self.folder)
+
+
+def _remove_stale_folders() -> None:
+    """Removes the socket folders of launchers that were killed (a killed process group cleans nothing up)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*-*"):
+        pid = folder.name[len(_PREFIX) :].split("-")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, someone else's
 
 
 def _worker(listener: socket.socket, launcher: int, path: str) -> None:
