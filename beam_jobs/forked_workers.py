@@ -20,18 +20,16 @@ import contextlib
 import json
 import os
 import shlex
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 import traceback
-from pathlib import Path
+
+from beam_jobs import launcher_temp
 
 ENV = "BEAM_EXPAND_FORKED_WORKERS"  # the folder of the forked workers' sockets, for the relays
-_PREFIX = "beam-expand-workers-"  # + the launcher's pid
 COMMAND = f"{shlex.quote(sys.executable)} -m beam_jobs.forked_workers"
 
 
@@ -58,8 +56,7 @@ class ForkedWorkers:
     def __enter__(self) -> ForkedWorkers:
         if self.count < 1 or not can_fork():
             return self  # the relays will start the usual workers
-        _remove_stale_folders()
-        self.folder = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
+        self.folder = launcher_temp.make("beam-expand-workers-")
         sys.stdout.flush()
         sys.stderr.flush()
         try:
@@ -99,20 +96,6 @@ class ForkedWorkers:
         for name in os.listdir(self.folder):
             os.remove(os.path.join(self.folder, name))
         os.rmdir(self.folder)
-
-
-def _remove_stale_folders() -> None:
-    """Removes the socket folders of launchers that were killed (a killed process group cleans nothing up)."""
-    for folder in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*-*"):
-        pid = folder.name[len(_PREFIX) :].split("-")[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, someone else's
 
 
 def _worker(listener: socket.socket, launcher: int, path: str) -> None:

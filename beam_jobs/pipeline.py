@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
 
-from beam_jobs import balance, forked_workers, mixing, refresh, summary
+from beam_jobs import balance, forked_workers, launcher_temp, mixing, refresh, summary
 from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.forked_workers import ForkedWorkers
@@ -536,7 +535,7 @@ def _run_once(plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=No
     print("policy:\n" + summary.policy_text(plan.policy), file=out)
     clean_stale(config.output)
     run_id = uuid.uuid4().hex[:12]
-    progress_dir = tempfile.mkdtemp(prefix="beam-expand-progress-") if (local and config.progress) else None
+    progress_dir = launcher_temp.make("beam-expand-progress-") if (local and config.progress) else None
     start = time.monotonic()
     try:
         p = beam.Pipeline(runner=runner, options=options)
