@@ -29,7 +29,6 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from beam_jobs import balance, forked_workers, launcher_temp, mixing, refresh, summary
 from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
-from beam_jobs.forked_workers import ForkedWorkers
 from beam_jobs.packaging import is_local, worker_packaging_args
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
@@ -544,7 +543,7 @@ def _run_once(plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=No
         # The pipeline holds the inputs packed now: free the launcher's objects for them (~400 bytes per input).
         plan.listing = dataclasses.replace(plan.listing, images=[], sizes={}, mtimes={})
         # Forked now: everything the workers run is imported, and no thread exists yet (the progress monitor's).
-        with ForkedWorkers(forks):
+        with forked_workers.ForkedWorkers(forks):
             if progress_dir:
                 with ProgressMonitor(progress_dir, images):
                     p.run().wait_until_finish()
