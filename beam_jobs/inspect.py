@@ -12,8 +12,7 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
-from beam_jobs.sinks.finalize import MANIFEST
-from beam_jobs.sinks.manifest import read_json
+from beam_jobs.sinks.manifest import MANIFEST, read_json
 from beam_jobs.sinks.publish import SUCCESS, VerificationError, verify_shard
 from schemas.record import field_names
 

@@ -32,8 +32,8 @@ from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
-from beam_jobs.sinks.finalize import MANIFEST, BadFractionError
-from beam_jobs.sinks.manifest import InputRows, read_json, read_rows
+from beam_jobs.sinks.finalize import BadFractionError
+from beam_jobs.sinks.manifest import MANIFEST, InputRows, read_json, read_rows
 from beam_jobs.sinks.publish import VerificationError, clean_stale
 from beam_jobs.sources import records
 from beam_jobs.sources.archive import list_archive
@@ -473,13 +473,14 @@ def run_job(
         print(summary.dry_run_text(plan.dry_run()), file=out)
         return None
     run = _run_refresh if config.refresh else _run_once
-    return read_json(run(plan, pipeline_args, argv, out, fork_workers=fork_workers), rows=listing_rows)
+    path, manifest = run(plan, pipeline_args, argv, out, fork_workers=fork_workers)
+    return read_json(path) if listing_rows else manifest
 
 
-def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) -> str:
+def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) -> tuple[str, dict[str, Any]]:
     """Publishes a new version under ``output/versions`` and swaps ``LATEST`` (see ``beam_jobs.refresh``).
 
-    Returns the path of the current version's manifest.
+    Returns the path of the current version's manifest and that manifest without its per-input rows.
     """
     root = plan.config.output
     current, token = refresh.read_latest(root)
@@ -488,7 +489,7 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
     if previous and previous.get("fingerprints") == fingerprints:
         print(f"beam-expand: {root} is up to date (version {current}: same inputs and config); nothing published",
               file=out)  # fmt: skip
-        return refresh.manifest_path(root, current)
+        return refresh.manifest_path(root, current), previous
     version = refresh.new_version(refresh._digest(fingerprints))
     reuse, reuse_from = None, None
     if plan.config.incremental and previous and previous["fingerprints"]["config"] == fingerprints["config"]:
@@ -497,18 +498,19 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
             reuse_from = refresh.version_dir(root, current)
     target = refresh.version_dir(root, version)
     plan.config = dataclasses.replace(plan.config, output=target, overwrite=False)
-    path = _run_once(plan, pipeline_args, argv, out, reuse=reuse, reuse_from=reuse_from, fork_workers=fork_workers)
+    path, manifest = _run_once(plan, pipeline_args, argv, out, reuse=reuse, reuse_from=reuse_from,
+                               fork_workers=fork_workers)  # fmt: skip
     try:
         refresh.swap_latest(root, version, token)
     except JobFailed:
         FileSystems.delete([target])
         raise
     pruned = refresh.prune(root, plan.config.keep_versions, {version})
-    reused = len(read_json(path, rows=False).get("reused_sources", []))
+    reused = len(manifest.get("reused_sources", []))
     note = f" ({reused} unchanged sources reused from {current})" if reuse else ""
     note += f"; pruned {len(pruned)} old version(s)" if pruned else ""
     print(f"beam-expand: LATEST -> {version}{note}", file=out)
-    return path
+    return path, manifest
 
 
 def _tta_text(tta: dict | None) -> str:
@@ -518,8 +520,13 @@ def _tta_text(tta: dict | None) -> str:
     return f" (evaluation images: {1 + t.num_views} test-time views each, --tta {t.kind})"
 
 
-def _run_once(plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=None, fork_workers=False) -> str:
-    """Runs the pipeline once into ``plan.config.output`` and prints its summary; returns the manifest's path."""
+def _run_once(
+    plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=None, fork_workers=False
+) -> tuple[str, dict[str, Any]]:
+    """Runs the pipeline once into ``plan.config.output`` and prints its summary.
+
+    Returns the manifest's path and the manifest without its per-input rows (read once, for the summary).
+    """
     config = plan.config
     prepare_output(config.output, config.overwrite)
     args = worker_packaging_args(list(pipeline_args or []))
@@ -565,8 +572,9 @@ def _run_once(plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=No
             shutil.rmtree(progress_dir, ignore_errors=True)
     wall = time.monotonic() - start
     path = FileSystems.join(config.output, MANIFEST)
-    print(summary.run_summary_text(read_json(path, rows=False), wall, runner_name, config.output), file=out)
-    return path
+    manifest = read_json(path, rows=False)
+    print(summary.run_summary_text(manifest, wall, runner_name, config.output), file=out)
+    return path, manifest
 
 
 def run(argv: list[str] | None = None) -> int:

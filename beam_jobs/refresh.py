@@ -28,7 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.paths import is_local
-from beam_jobs.sinks.manifest import read_json
+from beam_jobs.sinks.manifest import MANIFEST, read_json
 
 LATEST = "LATEST"
 CURRENT = "current"
@@ -102,7 +102,7 @@ def read_latest(root: str) -> tuple[str | None, Any]:
 
 def manifest_path(root: str, version: str) -> str:
     """Returns the path of a version's manifest."""
-    return FileSystems.join(version_dir(root, version), "beam_expand.json")
+    return FileSystems.join(version_dir(root, version), MANIFEST)
 
 
 def read_manifest(root: str, version: str) -> dict[str, Any] | None:
@@ -159,7 +159,7 @@ def swap_latest(root: str, version: str, expected: Any) -> None:
 
 def prune(root: str, keep: int, protect: set[str]) -> list[str]:
     """Deletes all but the newest ``keep`` versions (never one in ``protect``); returns what was deleted."""
-    pattern = FileSystems.join(root.rstrip("/"), VERSIONS, "*", "beam_expand.json")
+    pattern = FileSystems.join(root.rstrip("/"), VERSIONS, "*", MANIFEST)
     versions = sorted({m.path.rstrip("/").split("/")[-2] for m in FileSystems.match([pattern])[0].metadata_list})
     doomed = [v for v in versions[: max(0, len(versions) - keep)] if v not in protect]
     for v in doomed:

@@ -10,8 +10,7 @@ import pyarrow.dataset as pads
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
-from beam_jobs.sinks.finalize import MANIFEST
-from beam_jobs.sinks.manifest import read_json
+from beam_jobs.sinks.manifest import MANIFEST, read_json
 from beam_jobs.sources.archive import read_members
 
 

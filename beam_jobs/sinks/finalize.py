@@ -31,7 +31,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.paths import file_size, is_local
-from beam_jobs.sinks.manifest import write_json
+from beam_jobs.sinks.manifest import MANIFEST, write_json
 from beam_jobs.sinks.publish import SUCCESS, VerificationError, publish, verify_shard
 from beam_jobs.sinks.shards import ShardReport
 from beam_jobs.sinks.writers import WRITERS
@@ -43,7 +43,6 @@ from transforms.expand import unpack_source_info
 from transforms.mix import MIX_STATES
 from transforms.quality import manifest_counts
 
-MANIFEST = "beam_expand.json"
 DEAD_LETTERS = "dead_letter.jsonl"
 
 

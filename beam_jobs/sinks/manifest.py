@@ -17,6 +17,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.packed_rows import PackedRows
 
+MANIFEST = "beam_expand.json"  # the manifest's file name in a dataset directory
+
 
 class InputRows:
     """The manifest's ``listing.images``: ``{key, label, bytes, mtime}`` per selected input, in listing order.
