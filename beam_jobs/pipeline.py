@@ -90,10 +90,12 @@ class JobPlan:
 
     def augmented(self, key: str) -> bool:
         """Whether a source is in the augmented split (the rule ``ExpandFn`` applies to each source)."""
+        return self.split(key) == self.config.split
+
+    def split(self, key: str) -> str:
+        """The split of a source (the rule ``ExpandFn`` applies to each source)."""
         c = self.config
-        if not (c.splits or self.input_splits or self.split_map):
-            return True
-        return split_of(key, c.splits, c.split, self.input_splits, self.split_map or None) == c.split
+        return split_of(key, c.splits, c.split, self.input_splits, self.split_map or None)
 
     def plan_mix(self) -> JobPlan:
         """Fills ``mix_partners`` when MixUp/CutMix is on (``beam_jobs.mixing``); returns self."""
@@ -114,8 +116,7 @@ class JobPlan:
         c = self.config
         if c.tta is None:
             return self
-        splits = {split_of(s.key, c.splits, c.split, self.input_splits, self.split_map or None)
-                  for s in self.listing.images if s.error is None}  # fmt: skip
+        splits = {self.split(s.key) for s in self.listing.images if s.error is None}
         if not splits - {c.split}:
             raise UserError(
                 f"--tta writes test-time views of evaluation images, but every source of this run is in the "
@@ -126,21 +127,47 @@ class JobPlan:
 
     @property
     def records_per_image(self) -> int:
-        """Records written per good source image."""
+        """Records written per good source image of the augmented split (without a class-balancing plan)."""
         return self.config.copies + int(self.config.include_original)
+
+    def planned_records(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Records each source will give, as ``ExpandFn`` decides them, summed per split and class.
+
+        An augmented source gives its K (the balancing plan's, else ``--copies``) plus its original if included;
+        any other split's source gives its original and its test-time views. Sources the listing already knows to
+        be bad give none (they become dead letters). Returns ``{split: {class: {"images", "records", "bytes"}}}``,
+        where bytes are the source's size times its records (a rough guide to the output's size).
+        """
+        c = self.config
+        views = TTA.from_config(c.tta).num_views if c.tta else 0
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for s in self.listing.images:
+            split = self.split(s.key)
+            if s.error is not None:
+                records = 0
+            elif split == c.split:
+                records = self.copies_per_source.get(s.key, c.copies) + int(c.include_original)
+            else:
+                records = 1 + views
+            row = out.setdefault(split, {}).setdefault(s.label_name, {"images": 0, "records": 0, "bytes": 0})
+            row["images"] += 1
+            row["records"] += records
+            row["bytes"] += records * self.listing.sizes.get(s.key, 0)
+        return out
 
     def dry_run(self) -> dict[str, Any]:
         """Returns the facts ``--dry-run`` prints."""
-        per_image = self.records_per_image
-        in_bytes = sum(self.listing.sizes.values())
+        planned = self.planned_records()
         return {
             "source": self.source.path,
             "kind": self.source.kind,
-            "per_class": self.listing.per_class(),
+            "planned": planned,
+            "augment_split": self.config.split,
             "ignored": len(self.listing.ignored),
             "skipped": len(self.listing.skipped),
-            "records_per_image": per_image,
-            "estimated_bytes": in_bytes * per_image,
+            "records_per_image": self.records_per_image,
+            "balanced": bool(self.copies_per_source),
+            "estimated_bytes": sum(row["bytes"] for split in planned.values() for row in split.values()),
             "formats": list(self.config.formats),
             "policy": self.policy,
         }
@@ -513,6 +540,14 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
     return path, manifest
 
 
+def _records_text(plan: JobPlan) -> str:
+    images = len(plan.listing.images)
+    if not plan.copies_per_source:
+        return f"{images:,} images x {plan.records_per_image} records each"
+    planned = sum(row["records"] for split in plan.planned_records().values() for row in split.values())
+    return f"{images:,} images -> {planned:,} records (K per source from the balancing plan)"
+
+
 def _tta_text(tta: dict | None) -> str:
     if not tta:
         return ""
@@ -533,11 +568,8 @@ def _run_once(
     options, runner, runner_name, forks = make_pipeline_options(args, fork_workers)
     # Progress files live on this machine's disk: only workers on this machine can write them.
     local = runner is not None or is_local(options)
-    print(
-        f"beam-expand: {len(plan.listing.images):,} images x {plan.records_per_image} records each"
-        f"{_tta_text(config.tta)} -> {config.output} (runner: {runner_name})",
-        file=out,
-    )
+    print(f"beam-expand: {_records_text(plan)}{_tta_text(config.tta)} -> {config.output} (runner: {runner_name})",
+          file=out)  # fmt: skip
     print("policy:\n" + summary.policy_text(plan.policy), file=out)
     clean_stale(config.output)
     run_id = uuid.uuid4().hex[:12]

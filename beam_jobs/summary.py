@@ -24,23 +24,35 @@ def policy_text(policy: dict[str, Any]) -> str:
 
 
 def dry_run_text(plan: dict[str, Any]) -> str:
-    """Returns the ``--dry-run`` report: images per class, copies, estimated output size."""
-    per_class = plan["per_class"]
-    per_image = plan["records_per_image"]
-    rows = [[name, f"{n:,}", f"{n * per_image:,}"] for name, n in per_class.items()]
-    rows.append(["total", f"{sum(per_class.values()):,}", f"{sum(per_class.values()) * per_image:,}"])
-    est = plan["estimated_bytes"]
-    return "\n".join(
-        [
-            f"source: {plan['source']} ({plan['kind']})",
-            f"classes: {len(per_class)}; ignored files: {plan['ignored']}; skipped non-images: {plan['skipped']}",
-            _table(rows, ["class", "images", "records out"]),
-            f"records per image: {per_image}; formats: {', '.join(plan['formats'])}",
-            f"estimated output: {est / 1e6:,.1f} MB per format (from input sizes; a rough guide)",
-            "policy:",
-            policy_text(plan["policy"]),
-        ]
-    )
+    """Returns the ``--dry-run`` report: images and planned records per class (and split), estimated output size."""
+    per_class: dict[str, list[int]] = {}
+    for split in plan["planned"].values():
+        for name, row in split.items():
+            totals = per_class.setdefault(name, [0, 0])
+            totals[0] += row["images"]
+            totals[1] += row["records"]
+    rows = [[name, f"{n:,}", f"{r:,}"] for name, (n, r) in sorted(per_class.items())]
+    rows.append(["total", f"{sum(n for n, _ in per_class.values()):,}", f"{sum(r for _, r in per_class.values()):,}"])
+    lines = [
+        f"source: {plan['source']} ({plan['kind']})",
+        f"classes: {len(per_class)}; ignored files: {plan['ignored']}; skipped non-images: {plan['skipped']}",
+        _table(rows, ["class", "images", "records out"]),
+    ]
+    if len(plan["planned"]) > 1 or plan["augment_split"] not in plan["planned"]:
+        splits = []
+        for name, split in sorted(plan["planned"].items()):
+            images, records = sum(r["images"] for r in split.values()), sum(r["records"] for r in split.values())
+            role = "augmented" if name == plan["augment_split"] else "originals + test-time views"
+            splits.append(f"{name} {images:,} images -> {records:,} records ({role})")
+        lines.append("splits: " + "; ".join(splits))
+    per_image = "per-source K from the balancing plan" if plan["balanced"] else f"{plan['records_per_image']}"
+    lines += [
+        f"records per augmented image: {per_image}; formats: {', '.join(plan['formats'])}",
+        f"estimated output: {plan['estimated_bytes'] / 1e6:,.1f} MB per format (from input sizes; a rough guide)",
+        "policy:",
+        policy_text(plan["policy"]),
+    ]
+    return "\n".join(lines)
 
 
 def gate_text(g: dict[str, Any]) -> str:

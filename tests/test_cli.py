@@ -5,6 +5,7 @@ import json
 import pytest
 
 from beam_jobs.cli import main
+from tests.fixtures import make_folder
 
 
 def err(capsys, argv) -> str:
@@ -74,6 +75,39 @@ def test_dry_run_prints_the_plan_and_writes_nothing(capsys, image_folder, tmp_pa
     text = capsys.readouterr().out
     assert "cats" in text and "records out" in text and "60" in text and "image_data_generator" in text
     assert not out.exists()
+
+
+def _dry_run_table(text: str) -> dict[str, tuple[int, int]]:
+    """``class -> (images, records out)`` from the dry run's table."""
+    rows = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1].replace(",", "").isdigit() and parts[2].replace(",", "").isdigit():
+            rows[parts[0]] = (int(parts[1].replace(",", "")), int(parts[2].replace(",", "")))
+    return rows
+
+
+def test_dry_run_plans_what_the_run_writes_with_balancing_splits_and_tta(capsys, tmp_path):
+    # Uneven classes, balanced; a validation split written as originals + test-time views: the dry run's records per
+    # class are the records the run then writes (it used to print images x K for every class and split).
+    src = make_folder(tmp_path / "src", classes=("cats", "dogs"), per_class=8)
+    make_folder(src, classes=("owls",), per_class=3, seed=1)
+    flags = ["run", "--source", str(src), "--copies", "2", "--balance", "--splits", "train=0.7,validation=0.3",
+             "--tta", "flip", "--include-original", "--no-progress"]  # fmt: skip
+    assert main([*flags, "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    planned = _dry_run_table(text)
+    assert "splits: train" in text and "validation" in text and "balancing plan" in text
+
+    out = tmp_path / "o"
+    assert main([*flags, "--output", str(out)]) == 0
+    assert "records (K per source from the balancing plan)" in capsys.readouterr().out
+    counts = json.loads((out / "beam_expand.json").read_text())["counts"]
+    written = {name: (v["images_in"], v["records_out"]) for name, v in counts["per_class"].items()}
+    written["total"] = (counts["images_in"], counts["records_out"])
+    assert planned == written
+    # Balancing gave the small class more copies per image, so a uniform images x K would not have matched.
+    assert planned["owls"][1] / planned["owls"][0] > planned["cats"][1] / planned["cats"][0]
 
 
 def test_run_with_keras_flags_and_beam_options(capsys, image_folder, tmp_path):
