@@ -119,6 +119,17 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _add_gate_flags(p: argparse.ArgumentParser) -> None:
+    gate = p.add_argument_group("quality gate (re-draws degenerate copies; see README)")
+    gate.add_argument("--no-quality-gate", action="store_true", help="keep every first draw, degenerate or not")
+    for flag, kind, default, text in (
+        ("--max-redraws", int, DEFAULT_MAX_REDRAWS, "re-draws per degenerate copy"),
+        ("--max-fill-fraction", float, DEFAULT_MAX_FILL, "degenerate above this share of fill pixels"),
+        ("--min-pixel-std", float, DEFAULT_MIN_STD, "degenerate below this per-channel pixel std"),
+    ):
+        gate.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
+
+
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("input")
     src.add_argument("--dataset", help="named dataset: shapes (built in, offline) or flowers (tf_flowers)")
@@ -161,14 +172,7 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     mix.add_argument("--mix-partners", default="any", choices=PARTNER_MODES,
                      help="whom an image is mixed with (default any)")  # fmt: skip
 
-    gate = p.add_argument_group("quality gate (re-draws degenerate copies; see README)")
-    gate.add_argument("--no-quality-gate", action="store_true", help="keep every first draw, degenerate or not")
-    for flag, kind, default, text in (
-        ("--max-redraws", int, DEFAULT_MAX_REDRAWS, "re-draws per degenerate copy"),
-        ("--max-fill-fraction", float, DEFAULT_MAX_FILL, "degenerate above this share of fill pixels"),
-        ("--min-pixel-std", float, DEFAULT_MIN_STD, "degenerate below this per-channel pixel std"),
-    ):
-        gate.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
+    _add_gate_flags(p)
 
     keras = p.add_argument_group("Keras ImageDataGenerator flags (any of these replaces the default policy)")
     keras.add_argument("--rotation-range", type=float, help="degrees")
@@ -240,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     prev.add_argument("--policy", help="policy preset, file, string or mapping (default: the job's default)")
     prev.add_argument("--seed", type=int, default=0)
     prev.add_argument("--cache-dir")
+    _add_gate_flags(prev)  # the copies shown are the ones a run with the same flags writes
 
     for name, text in (("verify", "re-check a dataset against its manifest (exit 0 ok, 1 damaged, 2 not a dataset)"),
                        ("info", "describe a dataset directory"),
@@ -417,7 +422,15 @@ def _preview(ns: argparse.Namespace) -> int:
         else:
             found = read_members(plan.source.path, {plan.archive_prefix + s.key for s in picks})
             rows = [(s.key, found[plan.archive_prefix + s.key]) for s in picks]
-    sheet = preview.contact_sheet(rows, policy, ns.copies, ns.seed)
+    gate = None
+    if not ns.no_quality_gate:
+        from transforms.quality import QualityGate
+
+        try:
+            gate = QualityGate(ns.max_redraws, ns.max_fill_fraction, ns.min_pixel_std)
+        except ValueError as e:
+            raise UserError(f"quality gate: {e}") from None
+    sheet = preview.contact_sheet(rows, policy, ns.copies, ns.seed, gate)
     import os
 
     os.makedirs(os.path.dirname(os.path.abspath(ns.out)), exist_ok=True)

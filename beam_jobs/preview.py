@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from transforms.codec import decode_image
 from transforms.policies import Policy
+from transforms.quality import QualityGate
 
 TILE = 160
 CAPTION_LINES = 3
@@ -95,18 +96,32 @@ def _tile(image: np.ndarray, caption: list[str], font) -> Image.Image:
     return tile
 
 
-def contact_sheet(rows: list[tuple[str, bytes]], policy_config: dict, copies: int, seed: int = 0) -> Image.Image:
-    """Renders one row per ``(key, bytes)``: the original, then ``copies`` copies captioned with their ops."""
+def preview_copies(image: np.ndarray, key: str, policy: Policy, copies: int, seed: int = 0,
+                   gate: QualityGate | None = None) -> list[tuple[np.ndarray, list[dict[str, Any]]]]:  # fmt: skip
+    """Copies 1..``copies`` of a decoded source as a run makes them: ``(pixels, policy steps)`` each.
+
+    With ``gate``, degenerate first draws are re-drawn as the run's quality gate does (its step ends ``steps``).
+    """
+    label = key.split("/")[0] if "/" in key else None  # the class folder of a listed source's key
+    label = label if label in policy.classes else None
+    augment = gate.for_source(policy, image) if gate is not None else policy.augment
+    return [augment(image, seed, key, c, label)[:2] for c in range(1, copies + 1)]
+
+
+def contact_sheet(rows: list[tuple[str, bytes]], policy_config: dict, copies: int, seed: int = 0,
+                  gate: QualityGate | None = None) -> Image.Image:  # fmt: skip
+    """Renders one row per ``(key, bytes)``: the original, then ``copies`` copies captioned with their ops.
+
+    The copies are ``preview_copies``: with the run's ``gate``, they are the copies a run writes (before encoding).
+    """
     policy = Policy.from_config(policy_config)
     font = _font()
     tiles = []
     for key, data in rows:
         image, _ = decode_image(data)
-        label = key.split("/")[0] if "/" in key else None
         cls, _, name = key.rpartition("/")
         row = [_tile(image, [f"{cls or 'original'}", name[-26:], "original" if cls else ""], font)]
-        for c in range(1, copies + 1):
-            out, steps, new_label = policy.augment(image, seed, key, c, label if label in policy.classes else None)
+        for c, (out, steps) in enumerate(preview_copies(image, key, policy, copies, seed, gate), start=1):
             row.append(_tile(out, [f"copy {c}", *summarize(steps)], font))
         tiles.append(row)
     w, h = tiles[0][0].size

@@ -15,6 +15,7 @@ from PIL import Image
 from beam_jobs.cli import main
 from beam_jobs.config import JobConfig
 from beam_jobs.pipeline import run_job
+from beam_jobs.preview import preview_copies
 from schemas.source import SourceImage
 from tests.fixtures import encode, make_folder, photo_like, read_parquet, read_tfrecords
 from transforms.codec import decode_image, to_working
@@ -52,6 +53,27 @@ def _gate(recipe: str) -> dict | None:
 
 def _black_share(png: bytes) -> float:
     return float((np.asarray(Image.open(io.BytesIO(png))) == 0).all(axis=-1).mean())
+
+
+def test_preview_shows_the_copies_the_run_wrote(runs, tmp_path):
+    # The preview goes through the same gate: its copies are the run's, re-draws included (it showed first draws).
+    source, on, _, _, _ = runs
+    rows = {(r["source_key"], r["copy_index"]): r for r in read_parquet(on).to_pylist()}
+    policy, redrawn = Policy.from_config(HUGE_SHIFTS), 0
+    for path in sorted(source.glob("*/*")):
+        key = f"{path.parent.name}/{path.name}"
+        image, _ = decode_image(path.read_bytes())
+        for c, (pixels, steps) in enumerate(preview_copies(image, key, policy, COPIES, seed=3, gate=QualityGate()), 1):
+            record = rows[(key, c)]
+            assert json.loads(record["recipe"])[1:-1] == json.loads(json.dumps(steps))
+            np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(record["image"]["bytes"]))), pixels)
+            redrawn += steps[-1]["op"] == "quality_gate"
+    assert redrawn >= 5
+    # The command: gate flags as the run's; a bad bound is one clear error.
+    out = tmp_path / "sheet.png"
+    argv = ["preview", "--source", str(source), "-n", "2", "--out", str(out), "--max-redraws", "1"]
+    assert main(argv) == 0 and Image.open(out).size[0] > 3 * 160
+    assert main([*argv[:-2], "--max-fill-fraction", "2"]) == 2
 
 
 def test_huge_shifts_with_constant_fill_are_redrawn_counted_and_flagged(runs):
