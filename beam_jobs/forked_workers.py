@@ -23,6 +23,7 @@ import shlex
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -33,12 +34,19 @@ ENV = "BEAM_EXPAND_FORKED_WORKERS"  # the folder of the forked workers' sockets,
 COMMAND = f"{shlex.quote(sys.executable)} -m beam_jobs.forked_workers"
 
 
-def can_fork() -> bool:
-    """Whether this process may fork workers: on Linux, while it runs no other thread.
+PREFIX = "beam-expand-workers-"  # the sockets' folder: <tmp>/<PREFIX><launcher pid>-<8 random characters>
+_SUN_PATH = 108  # bytes of a Unix socket's path on Linux, its final NUL included
 
-    (macOS's system libraries are not safe to use in a child forked after they were loaded.)
+
+def can_fork(count: int = 1) -> bool:
+    """Whether this process may fork ``count`` workers: on Linux, with no other thread, where their sockets fit.
+
+    A socket's path holds at most 107 bytes: a TMPDIR over ~60 characters leaves no room. (macOS's system
+    libraries are not safe to use in a child forked after they were loaded.)
     """
-    return sys.platform == "linux" and threading.active_count() == 1
+    folder = os.path.join(tempfile.gettempdir(), f"{PREFIX}{os.getpid()}-{'x' * 8}")
+    fits = len(os.fsencode(os.path.join(folder, f"{max(count - 1, 0)}.sock"))) < _SUN_PATH
+    return sys.platform == "linux" and threading.active_count() == 1 and fits
 
 
 class ForkedWorkers:
@@ -54,16 +62,16 @@ class ForkedWorkers:
         self._pids: list[int] = []
 
     def __enter__(self) -> ForkedWorkers:
-        if self.count < 1 or not can_fork():
+        if self.count < 1 or not can_fork(self.count):
             return self  # the relays will start the usual workers
-        self.folder = launcher_temp.make("beam-expand-workers-")
+        self.folder = launcher_temp.make(PREFIX)
         sys.stdout.flush()
         sys.stderr.flush()
         try:
             for i in range(self.count):
                 path = os.path.join(self.folder, f"{i}.sock")
                 listener = socket.socket(socket.AF_UNIX)
-                listener.bind(path)  # fails for paths over ~107 bytes (a long TMPDIR): then no worker is forked
+                listener.bind(path)  # if it fails (can_fork checked the length), no worker is forked
                 listener.listen(1)
                 launcher = os.getpid()
                 pid = os.fork()

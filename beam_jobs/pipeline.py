@@ -439,7 +439,8 @@ def make_pipeline_options(
     direct = options.view_as(DirectOptions)
     workers, mode = direct.direct_num_workers, direct.direct_running_mode
     name = LOCAL_RUNNER_NAME + (f", {workers} workers ({mode})" if workers and workers != 1 else "")
-    environment, forks = None, forked_worker_count(options) if fork_workers and forked_workers.can_fork() else 0
+    forks = forked_worker_count(options) if fork_workers else 0
+    environment, forks = None, forks if forks and forked_workers.can_fork(forks) else 0
     if forks:
         # FnApiRunner replaces its environment in multi_processing mode; in "in_memory" mode with several workers
         # it keeps the one given, and runs one worker process of it per worker all the same.

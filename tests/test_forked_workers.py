@@ -93,8 +93,15 @@ def test_no_worker_is_forked_where_the_sockets_cannot_be_made(tmp_path):
     deep.mkdir()
     code = """
 import os, sys, tempfile
+from beam_jobs.forked_workers import ENV, ForkedWorkers, can_fork
+from beam_jobs.pipeline import make_pipeline_options
+two = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+assert can_fork(2) and make_pipeline_options(two, True)[2:] == ("FnApiRunner (local, pinned by beam-expand), "
+                                                                "2 workers (multi_processing), forked", 2)
 tempfile.tempdir = sys.argv[1]
-from beam_jobs.forked_workers import ENV, ForkedWorkers
+# Known before the run: the runner line does not claim forked workers, and none are forked.
+assert not can_fork(2) and make_pipeline_options(two, True)[2:] == ("FnApiRunner (local, pinned by beam-expand), "
+                                                                    "2 workers (multi_processing)", 0)
 with ForkedWorkers(2) as workers:
     assert workers.folder is None and not workers._pids and ENV not in os.environ
 try:
