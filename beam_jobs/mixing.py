@@ -35,6 +35,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
+from beam_jobs.staged import Staged, unstaged
 from schemas.source import SourceImage
 from transforms.mix import MixInput, MixSpec, is_mixed
 from transforms.seeding import stable_fraction
@@ -103,14 +104,15 @@ class OfferPartnerBytesFn(beam.DoFn):
     """Reads each source's bytes once and offers them to every source that mixes with it.
 
     Args:
-        partners: The plan of ``plan_partners`` (requesters are derived from it in ``setup``).
+        partners: The plan of ``plan_partners`` (or it ``Staged``; requesters are derived from it in ``setup``).
     """
 
-    def __init__(self, partners: dict[str, tuple[str | None, ...]]):
+    def __init__(self, partners: dict[str, tuple[str | None, ...]] | Staged):
         self._plan = partners
 
     def setup(self):
         """Inverts the plan: partner key -> the keys that mix with it (each once)."""
+        self._plan = unstaged(self._plan)
         requesters: dict[str, set[str]] = defaultdict(set)
         for key, partners in self._plan.items():
             for p in partners:
@@ -145,10 +147,10 @@ class PairWithPartners(beam.PTransform):
     """SourceImage -> ``MixInput``: each source joined with its planned partners' encoded bytes.
 
     Args:
-        partners: The plan of ``plan_partners``.
+        partners: The plan of ``plan_partners`` (or it ``Staged``).
     """
 
-    def __init__(self, partners: dict[str, tuple[str | None, ...]]):
+    def __init__(self, partners: dict[str, tuple[str | None, ...]] | Staged):
         super().__init__()
         self._partners = partners
 

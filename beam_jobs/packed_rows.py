@@ -1,8 +1,8 @@
 """Many small rows held as one compressed block: what the launcher hands to the pipeline, per input image.
 
-A list of 1,000,000 tuples costs ~400 MB as Python objects, and Beam pickles a transform's arguments into the
-pipeline and unpickles them on every worker (twice for a DoFn). As zlib'd JSON lines they cost ~15-30 bytes per
-row, and are unpacked one row at a time where they are used.
+A list of 1,000,000 tuples costs ~400 MB as Python objects, held by the launcher and by every worker that reads
+it back (``beam_jobs.staged``). As zlib'd JSON lines they cost ~15-30 bytes per row, and are unpacked one row at a
+time where they are used.
 """
 
 from __future__ import annotations

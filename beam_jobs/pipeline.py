@@ -26,7 +26,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
 
-from beam_jobs import balance, forked_workers, launcher_temp, mixing, refresh, summary
+from beam_jobs import balance, forked_workers, launcher_temp, mixing, refresh, staged, summary
 from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
@@ -312,20 +312,30 @@ def build_pipeline(
     c = plan.config
     run_id = run_id or uuid.uuid4().hex[:12]
     input_splits = plan.input_splits
-    split_args = {"splits": c.splits, "split": c.split, "augment_split": c.split, "input_splits": input_splits,
-                  "split_map": plan.split_map or None}  # fmt: skip
     staging = staging_dir(c.output, run_id)
     temp_dir = FileSystems.join(staging, ".tmp")
+    # What holds an entry per input goes to files the workers read (beam_jobs.staged), not into the pipeline: its
+    # size would grow with the dataset, and Dataflow and Flink refuse large job graphs. Removed with .tmp.
+    stage_dir = FileSystems.join(temp_dir, "plan")
+
+    def stage(name: str, value):
+        return staged.Staged.write(stage_dir, name, value) if value else None
+
+    split_map = stage("split_map", plan.split_map)
+    split_args = {"splits": c.splits, "split": c.split, "augment_split": c.split, "input_splits": input_splits,
+                  "split_map": split_map}  # fmt: skip
     if plan.source.kind in ("folder", "archive", "list"):
         sources = p | "ReadImages" >> ReadImages(
             "folder" if plan.source.kind == "list" else plan.source.kind,
             plan.listing.images,
             plan.source.path,
             plan.archive_prefix,
+            stage_dir,
         )
     else:
         opts = records.RecordOptions(c.image_key, c.label_key, c.image_shape)
-        sources = p | "ReadRecords" >> ReadRecords(plan.source.kind, plan.files, plan.root, opts, plan.listing.images)
+        read = ReadRecords(plan.source.kind, plan.files, plan.root, opts, plan.listing.images, stage_dir)
+        sources = p | "ReadRecords" >> read
     outputs = sources | "ExpandImages" >> ExpandImages(
         policy_config=plan.policy,
         copies=c.copies,
@@ -335,10 +345,10 @@ def build_pipeline(
         image_format=c.image_format,
         quality=c.quality,
         class_names=plan.listing.class_names,
-        reuse=reuse,
-        copies_per_source=plan.copies_per_source or None,
+        reuse=stage("reuse", reuse),
+        copies_per_source=stage("copies_per_source", plan.copies_per_source),
         mix=c.mix.to_config() if c.mix else None,
-        mix_partners=plan.mix_partners,
+        mix_partners=stage("mix_partners", plan.mix_partners),
         tta=c.tta,
         zca=c.zca,
         quality_gate=c.gate_config(),
@@ -347,7 +357,7 @@ def build_pipeline(
     expanded = outputs.records
     if reuse and reuse_from:
         reused = outputs.reused | "ReuseRecords" >> ReuseRecords(
-            reuse_from.rstrip("/") + "/*.parquet-*", (c.splits, c.split, input_splits, plan.split_map or None)
+            reuse_from.rstrip("/") + "/*.parquet-*", (c.splits, c.split, input_splits, split_map)
         )
         expanded = (expanded, reused) | "AllRecords" >> beam.Flatten()
     streams = {"records": expanded, "dead_letter": outputs.dead_letter, "source_info": outputs.source_info,
@@ -375,7 +385,7 @@ def build_pipeline(
             "formats": c.formats,
             "class_names": plan.listing.class_names,
             "image_format": c.image_format,
-            "manifest": plan.manifest_base(argv),
+            "manifest": stage("manifest", plan.manifest_base(argv)),
             "license_bytes": plan.license_bytes,
             "mixed": c.mix is not None,
             "zca": {"shape": list(c.zca_shape), "epsilon": c.zca_epsilon} if c.zca else None,
@@ -580,7 +590,7 @@ def _run_once(
         p = beam.Pipeline(runner=runner, options=options)
         build_pipeline(p, plan, run_id, progress_dir, argv, reuse=reuse, reuse_from=reuse_from)
         images = len(plan.listing.images)
-        # The pipeline holds the inputs packed now: free the launcher's objects for them (~400 bytes per input).
+        # The staged plan holds the inputs packed now: free the launcher's objects for them (~400 bytes per input).
         plan.listing = dataclasses.replace(plan.listing, images=[], sizes={}, mtimes={})
         # Forked now: everything the workers run is imported, and no thread exists yet (the progress monitor's).
         with forked_workers.ForkedWorkers(forks):
@@ -601,6 +611,7 @@ def _run_once(
                 raise JobFailed(f"{prefix}{message}" + ("; nothing was published" if prefix else "")) from None
         raise
     finally:
+        staged.forget(staging_dir(config.output, run_id))  # what an in-process runner read of this run's plan
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
     wall = time.monotonic() - start

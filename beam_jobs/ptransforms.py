@@ -23,6 +23,7 @@ from beam_jobs.sinks.finalize import FinalizeFn
 from beam_jobs.sinks.shards import WriteShardsFn
 from beam_jobs.sources.archive import ReadArchiveFn
 from beam_jobs.sources.records import ReadRecordsFn
+from beam_jobs.staged import Staged, unstaged
 from beam_jobs.statistics import ZcaSumsFn
 from schemas.source import SourceImage
 from transforms.expand import DEAD_LETTER, REUSED, SOURCE_INFO, STATS, ZCA, ExpandFn, split_of
@@ -36,13 +37,20 @@ class ReadImages(beam.PTransform):
         images: The selected ``SourceImage``s (from the listing).
         archive_path: The archive, for ``archive``.
         archive_prefix: Root folder inside the archive.
+        stage_dir: Where the packed listing is written for the workers (``beam_jobs.staged``: the pipeline
+            then holds its path, not the listing); None keeps it in the pipeline.
     """
 
-    def __init__(self, kind: str, images: list, archive_path: str | None = None, archive_prefix: str = ""):
+    def __init__(self, kind: str, images: list, archive_path: str | None = None, archive_prefix: str = "",
+                 stage_dir: str | None = None):  # fmt: skip
         super().__init__()
         self._kind = kind
         # Packed here, so that neither this transform nor the pipeline holds a Python object per image.
-        self._packed = PackedRows((s.key, s.label, s.label_name, s.path, s.error) for s in images)
+        packed = PackedRows((s.key, s.label, s.label_name, s.path, s.error) for s in images)
+        self._count = len(packed)
+        if kind != "folder":  # the archive's reader looks its members up by key
+            packed = {key: (label, name, error) for key, label, name, _, error in packed}
+        self._rows = Staged.write(stage_dir, "listing", packed) if stage_dir else packed
         self._archive_path = archive_path
         self._prefix = archive_prefix
 
@@ -52,17 +60,15 @@ class ReadImages(beam.PTransform):
             # One element, split into packed batches for the shuffle (FnApiRunner holds a shuffle in memory, more
             # than once: packed, a source costs ~30 bytes there, not ~120); the worker that expands a batch makes
             # its SourceImages.
-            size = _batch_size(len(self._packed))
             return (
                 pbegin
-                | "ListedImages" >> beam.Create([self._packed], reshuffle=False)
-                | "SpreadSources" >> _SpreadBatches(size)
+                | "ListedImages" >> beam.Create([self._rows], reshuffle=False)
+                | "SpreadSources" >> _SpreadBatches(_batch_size(self._count))
             )
-        selected = {key: (label, name, error) for key, label, name, _, error in self._packed}
         items = (
             pbegin
             | "Archive" >> beam.Create([self._archive_path], reshuffle=False)
-            | "StreamMembers" >> beam.ParDo(ReadArchiveFn(self._prefix, selected)).with_output_types(Any)
+            | "StreamMembers" >> beam.ParDo(ReadArchiveFn(self._prefix, self._rows)).with_output_types(Any)
         )
         # Fusion break: spread sources (paths or encoded bytes, never pixels) over workers.
         return items | "SpreadSources" >> beam.Reshuffle().with_output_types(Any)
@@ -73,9 +79,9 @@ def _batch_size(images: int) -> int:
     return max(1, min(16, images // 64))
 
 
-def _batches(rows: PackedRows, size: int):
+def _batches(rows: PackedRows | Staged, size: int):
     batch = []
-    for row in rows:
+    for row in unstaged(rows):
         batch.append(row)
         if len(batch) == size:
             yield PackedRows(batch)
@@ -117,12 +123,15 @@ class ReadRecords(beam.PTransform):
         root: Their common root (keys are relative to it).
         opts: Feature/column names and image shape.
         images: The selected ``SourceImage``s from the listing (labels and listing-time errors).
+        stage_dir: Where they are written for the workers (``beam_jobs.staged``), or None to keep them in the
+            pipeline.
     """
 
-    def __init__(self, fmt: str, files: list[str], root: str, opts, images: list):
+    def __init__(self, fmt: str, files: list[str], root: str, opts, images: list, stage_dir: str | None = None):
         super().__init__()
         self._fmt, self._files, self._root, self._opts = fmt, files, root, opts
-        self._selected = {s.key: (s.label, s.label_name, s.error) for s in images}
+        selected = {s.key: (s.label, s.label_name, s.error) for s in images}
+        self._selected = Staged.write(stage_dir, "listing", selected) if stage_dir else selected
 
     def expand(self, pbegin):
         """Builds the read steps."""
@@ -141,7 +150,7 @@ class ExpandImages(beam.PTransform):
 
     Args:
         mix_partners: In a MixUp/CutMix run (``mix`` among ``expand_args``), the partner plan of
-            ``beam_jobs.mixing.plan_partners``.
+            ``beam_jobs.mixing.plan_partners`` (or it ``Staged``).
         **expand_args: Arguments of ``transforms.expand.ExpandFn``.
     """
 
@@ -201,7 +210,8 @@ class ReuseRecords(beam.PTransform):
 
     Args:
         pattern: Glob of the previous version's Parquet shards.
-        split_args: ``(splits, default split, input_splits)``, to put reused records in their split again.
+        split_args: ``(splits, default split, input_splits, split_map)`` (``split_map`` may be ``Staged``), to put
+            reused records in their split again.
     """
 
     def __init__(self, pattern: str, split_args: tuple):
@@ -217,13 +227,14 @@ class ReuseRecords(beam.PTransform):
             | "KeyPrevious" >> beam.Map(lambda row: (row["source_key"], row))
         )
         wanted = reused_keys | "KeyReused" >> beam.Map(lambda key: (key, True))
-        split_args = self._split_args
+        splits, default, input_splits, split_map = self._split_args
 
         def keep(kv):
             key, groups = kv
             if not groups["wanted"]:
                 return []
-            return _reused_records(list(groups["previous"]), split_of(key, *split_args))
+            split = split_of(key, splits, default, input_splits, unstaged(split_map))
+            return _reused_records(list(groups["previous"]), split)
 
         return {"previous": previous, "wanted": wanted} | "Join" >> beam.CoGroupByKey() | "Keep" >> beam.FlatMap(keep)
 

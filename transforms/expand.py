@@ -175,6 +175,11 @@ def expand_image(
     return records
 
 
+def _loaded(value):
+    """A staged value's contents (anything with ``load()``, e.g. ``beam_jobs.staged.Staged``), else the value."""
+    return value.load() if hasattr(value, "load") else value
+
+
 def _json(value) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
@@ -238,6 +243,9 @@ class ExpandFn(beam.DoFn):
         tta: ``transforms.tta`` config: test-time views of every image outside the augmented split, or None.
         zca: Emit each augmented-split source's decoded pixels on the ``zca`` tag (for the ZCA sums).
         quality_gate: ``QualityGate.config()`` to re-draw degenerate copies, or None for no gate.
+
+    ``reuse``, ``split_map`` and ``copies_per_source`` hold one entry per source: each may be given staged instead
+    (anything with a ``load()`` that returns the mapping, as ``beam_jobs.staged.Staged``), read in ``setup``.
     """
 
     def __init__(
@@ -292,6 +300,10 @@ class ExpandFn(beam.DoFn):
         import cv2
 
         cv2.setNumThreads(1)
+        # Per-source plans may come staged in files (``beam_jobs.staged``): read once per worker process.
+        self._reuse, self._split_map, self._copies_per_source = map(
+            _loaded, (self._reuse, self._split_map, self._copies_per_source)
+        )
         self._policy = Policy.from_config(self._policy_config)
         self._resize = Resize(*self._image_size) if self._image_size else None
         self._mix_spec = MixSpec.from_config(self._mix) if self._mix else None

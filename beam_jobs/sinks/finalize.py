@@ -35,6 +35,7 @@ from beam_jobs.sinks.manifest import MANIFEST, write_json
 from beam_jobs.sinks.publish import SUCCESS, VerificationError, publish, verify_shard
 from beam_jobs.sinks.shards import ShardReport
 from beam_jobs.sinks.writers import WRITERS
+from beam_jobs.staged import Staged, unstaged
 from beam_jobs.statistics import ZCA_FILE, class_histograms, zca_file
 from schemas.arrow import arrow_schema
 from schemas.record import record_fields
@@ -118,7 +119,8 @@ class FinalizeFn(beam.DoFn):
         formats: Output formats.
         class_names: Class names in label order.
         image_format: Encoding of the images (for ``features.json``).
-        manifest: The launcher's part of the manifest (config, policy, listing, versions); counts are added here.
+        manifest: The launcher's part of the manifest (config, policy, listing, versions), or it ``Staged`` (it
+            holds a row per input); counts are added here.
         license_bytes: Content of the source's license file, copied to ``LICENSE.txt``, or None.
         run_id: Unique id of this run (names the staging directory).
         max_bad_fraction: Fail without publishing when dead letters / inputs exceed this, or None.
@@ -136,7 +138,7 @@ class FinalizeFn(beam.DoFn):
         formats: tuple[str, ...],
         class_names: list[str],
         image_format: str,
-        manifest: dict[str, Any],
+        manifest: dict[str, Any] | Staged,
         license_bytes: bytes | None = None,
         run_id: str = "",
         max_bad_fraction: float | None = None,
@@ -217,7 +219,8 @@ class FinalizeFn(beam.DoFn):
         zca_sums: list[dict] = (),
     ):
         """Checks the bad share, stages and checks shards and metadata, publishes; yields the manifest."""
-        images_in_total = sum(self._manifest["listing"]["per_class"].values())
+        base = unstaged(self._manifest)
+        images_in_total = sum(base["listing"]["per_class"].values())
         if self._max_bad is not None and images_in_total and len(dead_letters) / images_in_total > self._max_bad:
             FileSystems.delete([self._staging])
             raise BadFractionError(
@@ -247,7 +250,7 @@ class FinalizeFn(beam.DoFn):
         if "tfrecord" in self._formats:
             lengths = {sp: [s["records"] for s in shards["tfrecord"] if s["split"] == sp] for sp in splits}
             num_bytes = {sp: sum(s["bytes"] for s in shards["tfrecord"] if s["split"] == sp) for sp in splits}
-            info = dataset_info_json(self._name, self._manifest.get("description", ""), lengths, num_bytes)
+            info = dataset_info_json(self._name, base.get("description", ""), lengths, num_bytes)
             write_text(self._path("dataset_info.json"), json.dumps(info, indent=2) + "\n")
             features = features_json(len(self._class_names), self._image_format, self._mixed)
             write_text(self._path("features.json"), json.dumps(features, indent=2) + "\n")
@@ -255,9 +258,9 @@ class FinalizeFn(beam.DoFn):
             write_bytes(self._path("LICENSE.txt"), self._license)
         if "parquet" in self._formats:
             self._hf_layout(shards["parquet"])
-            write_text(self._path("README.md"), dataset_card(self._name, splits, self._class_names, self._manifest))
+            write_text(self._path("README.md"), dataset_card(self._name, splits, self._class_names, base))
 
-        manifest = dict(self._manifest)
+        manifest = dict(base)
         images_in = manifest["listing"]["per_class"]
         dead_per_class = Counter(d["label_name"] for d in dead)
         manifest["counts"] = {

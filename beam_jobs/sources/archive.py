@@ -18,6 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
 from beam_jobs.sources.listing import Listing, build_listing
+from beam_jobs.staged import Staged, unstaged
 from schemas.source import SourceImage
 
 ARCHIVE_SUFFIXES = (".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -145,12 +146,16 @@ class ReadArchiveFn(beam.DoFn):
 
     Args:
         prefix: Root folder inside the archive (``flower_photos/``), stripped from keys.
-        selected: Key -> (label, label_name[, error]) of the members to emit.
+        selected: Key -> (label, label_name[, error]) of the members to emit (or that dict ``Staged``).
     """
 
-    def __init__(self, prefix: str, selected: dict[str, tuple[int, str]]):
+    def __init__(self, prefix: str, selected: dict[str, tuple[int, str]] | Staged):
         self._prefix = prefix
         self._selected = selected
+
+    def setup(self):
+        """Reads the selection back if it was staged (``beam_jobs.staged``)."""
+        self._selected = unstaged(self._selected)
 
     def process(self, path: str):
         """Yields ``SourceImage``s in archive order; the pipeline reshuffles them before decoding.

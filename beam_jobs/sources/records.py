@@ -28,6 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 from beam_jobs.errors import UserError
 from beam_jobs.paths import is_local
 from beam_jobs.sources.listing import NO_LABEL, Listing
+from beam_jobs.staged import Staged, unstaged
 from schemas.source import SourceImage
 
 FORMATS = ("imagefolder", "list", "tfrecord", "parquet", "csv", "tar")
@@ -325,11 +326,15 @@ class ReadRecordsFn(beam.DoFn):
         fmt: ``tfrecord``, ``parquet``, ``csv`` or ``tar``.
         root: Common root of the files (keys are relative to it).
         opts: Feature/column names and image shape.
-        selected: Key -> (label, label_name, error) from the listing.
+        selected: Key -> (label, label_name, error) from the listing (or that dict ``Staged``).
     """
 
-    def __init__(self, fmt: str, root: str, opts: RecordOptions, selected: dict[str, tuple]):
+    def __init__(self, fmt: str, root: str, opts: RecordOptions, selected: dict[str, tuple] | Staged):
         self._fmt, self._root, self._opts, self._selected = fmt, root, opts, selected
+
+    def setup(self):
+        """Reads the selection back if it was staged (``beam_jobs.staged``)."""
+        self._selected = unstaged(self._selected)
 
     def process(self, path: str):
         """Yields the selected records of ``path`` (errors found by the listing are passed on)."""
