@@ -308,6 +308,9 @@ def build_pipeline(
 
     With ``reuse`` (key -> sha256) and ``reuse_from`` (a previous version's directory), sources whose bytes are
     unchanged are not expanded again: their records are copied from that version's Parquet shards.
+
+    Writes the per-input plan to ``<output>.staging-<run_id>/.tmp/plan/`` (``beam_jobs.staged``); the run removes
+    it, and a pipeline built but never run leaves it for the next run's ``clean_stale``.
     """
     c = plan.config
     run_id = run_id or uuid.uuid4().hex[:12]
