@@ -401,7 +401,7 @@ def _preview(ns: argparse.Namespace) -> int:
     if ns.image:
         try:
             with open(ns.image, "rb") as f:
-                rows = [(ns.image.replace("\\", "/").split("/")[-1], f.read())]
+                rows = [(ns.image.replace("\\", "/").split("/")[-1], None, f.read())]
         except OSError as e:
             raise UserError(f"cannot read --image {ns.image}: {e.strerror}") from None
     else:
@@ -418,10 +418,10 @@ def _preview(ns: argparse.Namespace) -> int:
             rows = []
             for s in picks:
                 with FileSystems.open(s.path) as f:
-                    rows.append((s.key, f.read()))
+                    rows.append((s.key, s.label_name, f.read()))
         else:
             found = read_members(plan.source.path, {plan.archive_prefix + s.key for s in picks})
-            rows = [(s.key, found[plan.archive_prefix + s.key]) for s in picks]
+            rows = [(s.key, s.label_name, found[plan.archive_prefix + s.key]) for s in picks]
     gate = None
     if not ns.no_quality_gate:
         from transforms.quality import QualityGate

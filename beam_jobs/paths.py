@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import os
+
 from apache_beam.io.filesystems import FileSystems
 
 
 def is_local(path: str) -> bool:
     """Says whether a path is on the local disk (where directories can be renamed and symlinked)."""
     return FileSystems.get_scheme(path) in (None, "file")
+
+
+def delete_tree(path: str) -> None:
+    """Deletes a folder and everything under it, on any Beam filesystem; nothing if it does not exist.
+
+    Object stores have no folders: Beam's GCS and S3 filesystems delete a prefix only when the path ends with
+    ``/`` (without it, they look for one object of that name and delete nothing).
+    """
+    if is_local(path):
+        if os.path.lexists(path):
+            FileSystems.delete([path])
+        return
+    FileSystems.delete([path.rstrip("/") + "/"])
 
 
 def file_size(path: str) -> int:

@@ -30,6 +30,7 @@ from beam_jobs import balance, forked_workers, launcher_temp, mixing, refresh, s
 from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
+from beam_jobs.paths import delete_tree
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
 from beam_jobs.sinks.finalize import BadFractionError
@@ -136,7 +137,8 @@ class JobPlan:
         An augmented source gives its K (the balancing plan's, else ``--copies``) plus its original if included;
         any other split's source gives its original and its test-time views. Sources the listing already knows to
         be bad give none (they become dead letters). Returns ``{split: {class: {"images", "records", "bytes"}}}``,
-        where bytes are the source's size times its records (a rough guide to the output's size).
+        where bytes are the source's size times its records (a rough guide to the output's size). Records are
+        counted under their source's class: a mix or a label map gives some copies another class in the run.
         """
         c = self.config
         views = TTA.from_config(c.tta).num_views if c.tta else 0
@@ -158,11 +160,15 @@ class JobPlan:
     def dry_run(self) -> dict[str, Any]:
         """Returns the facts ``--dry-run`` prints."""
         planned = self.planned_records()
+        c = self.config
         return {
             "source": self.source.path,
             "kind": self.source.kind,
+            "classes": self.listing.class_names,
             "planned": planned,
-            "augment_split": self.config.split,
+            "augment_split": c.split,
+            "tta_views": TTA.from_config(c.tta).num_views if c.tta else 0,
+            "moves_labels": c.mix is not None or bool(Policy.from_config(self.policy).label_map),
             "ignored": len(self.listing.ignored),
             "skipped": len(self.listing.skipped),
             "records_per_image": self.records_per_image,
@@ -381,6 +387,7 @@ def build_pipeline(
             "temp_dir": temp_dir,
             "run_id": run_id,
             "max_bad_fraction": c.max_bad_fraction,
+            "images_in": len(plan.listing.images),
             "name": plan.name,
             "splits": [n for n, _ in c.splits]
             if c.splits
@@ -544,7 +551,7 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
     try:
         refresh.swap_latest(root, version, token)
     except JobFailed:
-        FileSystems.delete([target])
+        delete_tree(target)
         raise
     pruned = refresh.prune(root, plan.config.keep_versions, {version})
     reused = len(manifest.get("reused_sources", []))
@@ -555,11 +562,12 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
 
 
 def _records_text(plan: JobPlan) -> str:
-    images = len(plan.listing.images)
-    if not plan.copies_per_source:
+    images, c = len(plan.listing.images), plan.config
+    if not (plan.copies_per_source or c.splits or plan.input_splits or plan.split_map):
         return f"{images:,} images x {plan.records_per_image} records each"
     planned = sum(row["records"] for split in plan.planned_records().values() for row in split.values())
-    return f"{images:,} images -> {planned:,} records (K per source from the balancing plan)"
+    how = "K per source from the balancing plan" if plan.copies_per_source else f"K={c.copies} in {c.split}"
+    return f"{images:,} images -> {planned:,} records ({how})"
 
 
 def _tta_text(tta: dict | None) -> str:
@@ -603,9 +611,7 @@ def _run_once(
             else:
                 p.run().wait_until_finish()
     except Exception as e:
-        staging = staging_dir(config.output, run_id)
-        if FileSystems.exists(staging):
-            FileSystems.delete([staging])  # a failed run leaves nothing behind; killed ones: clean_stale
+        delete_tree(staging_dir(config.output, run_id))  # a failed run leaves nothing behind; killed ones: clean_stale
         # Runners wrap a worker's exception in their own; find ours by name and keep its message only.
         text = f"{type(e).__name__}: {e}"
         for known, prefix in ((BadFractionError, ""), (VerificationError, "a written shard failed verification: ")):

@@ -47,8 +47,8 @@ def summarize(steps: list[dict[str, Any]]) -> list[str]:
             parts.append(f"{mode} skipped ({skipped})" if skipped else f"{mode} {p['lambda']:.2f} + {partner}")
         elif op == "label_map":
             parts.append(f"label {p['from']}→{p['to']}")
-        elif op == "quality_gate":
-            parts.append(("DEGENERATE after " if p["degenerate"] else "") + f"{len(p['reasons']) - 1} redraw(s)")
+        elif op == "quality_gate":  # first: captions show three lines
+            parts.insert(0, ("DEGENERATE after " if p["degenerate"] else "") + f"{len(p['reasons']) - 1} redraw(s)")
         else:
             nums = [f"{k} {_num(v)}" for k, v in p.items() if isinstance(v, float)][:2]
             flags = [k for k, v in p.items() if v is True]
@@ -96,32 +96,32 @@ def _tile(image: np.ndarray, caption: list[str], font) -> Image.Image:
     return tile
 
 
-def preview_copies(image: np.ndarray, key: str, policy: Policy, copies: int, seed: int = 0,
+def preview_copies(image: np.ndarray, key: str, label_name: str | None, policy: Policy, copies: int, seed: int = 0,
                    gate: QualityGate | None = None) -> list[tuple[np.ndarray, list[dict[str, Any]]]]:  # fmt: skip
     """Copies 1..``copies`` of a decoded source as a run makes them: ``(pixels, policy steps)`` each.
 
-    With ``gate``, degenerate first draws are re-drawn as the run's quality gate does (its step ends ``steps``).
+    ``key`` and ``label_name`` are the source's as the run lists them (they select the seeds, per-class rules and
+    label maps). With ``gate``, degenerate first draws are re-drawn as the run's quality gate does (its step ends
+    ``steps``).
     """
-    label = key.split("/")[0] if "/" in key else None  # the class folder of a listed source's key
-    label = label if label in policy.classes else None
     augment = gate.for_source(policy, image) if gate is not None else policy.augment
-    return [augment(image, seed, key, c, label)[:2] for c in range(1, copies + 1)]
+    return [augment(image, seed, key, c, label_name)[:2] for c in range(1, copies + 1)]
 
 
-def contact_sheet(rows: list[tuple[str, bytes]], policy_config: dict, copies: int, seed: int = 0,
+def contact_sheet(rows: list[tuple[str, str | None, bytes]], policy_config: dict, copies: int, seed: int = 0,
                   gate: QualityGate | None = None) -> Image.Image:  # fmt: skip
-    """Renders one row per ``(key, bytes)``: the original, then ``copies`` copies captioned with their ops.
+    """Renders one row per ``(key, class name or None, bytes)``: the original, then ``copies`` captioned copies.
 
     The copies are ``preview_copies``: with the run's ``gate``, they are the copies a run writes (before encoding).
     """
     policy = Policy.from_config(policy_config)
     font = _font()
     tiles = []
-    for key, data in rows:
+    for key, label_name, data in rows:
         image, _ = decode_image(data)
-        cls, _, name = key.rpartition("/")
-        row = [_tile(image, [f"{cls or 'original'}", name[-26:], "original" if cls else ""], font)]
-        for c, (out, steps) in enumerate(preview_copies(image, key, policy, copies, seed, gate), start=1):
+        name = key.rpartition("/")[2]
+        row = [_tile(image, [label_name or "original", name[-26:], "original" if label_name else ""], font)]
+        for c, (out, steps) in enumerate(preview_copies(image, key, label_name, policy, copies, seed, gate), 1):
             row.append(_tile(out, [f"copy {c}", *summarize(steps)], font))
         tiles.append(row)
     w, h = tiles[0][0].size

@@ -27,7 +27,7 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import JobFailed, UserError
-from beam_jobs.paths import is_local
+from beam_jobs.paths import delete_tree, is_local
 from beam_jobs.sinks.manifest import MANIFEST, read_json
 
 LATEST = "LATEST"
@@ -163,5 +163,5 @@ def prune(root: str, keep: int, protect: set[str]) -> list[str]:
     versions = sorted({m.path.rstrip("/").split("/")[-2] for m in FileSystems.match([pattern])[0].metadata_list})
     doomed = [v for v in versions[: max(0, len(versions) - keep)] if v not in protect]
     for v in doomed:
-        FileSystems.delete([version_dir(root, v)])
+        delete_tree(version_dir(root, v))
     return doomed

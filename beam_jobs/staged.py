@@ -36,11 +36,10 @@ class Staged:
         path = FileSystems.join(folder, name)
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             f.write(zlib.compress(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), 1))
-        _LOADED[path] = value  # an in-process runner uses the launcher's own object
-        return cls(path)
+        return cls(path)  # the launcher keeps no copy: it frees its own objects once the pipeline is built
 
     def load(self) -> Any:
-        """The value (read once per process)."""
+        """The value, read once per process and shared by the steps that use it there: treat it as read-only."""
         if self.path not in _LOADED:
             with FileSystems.open(self.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
                 _LOADED[self.path] = pickle.loads(zlib.decompress(f.read()))
@@ -51,8 +50,8 @@ class Staged:
 
 
 def forget(folder: str) -> None:
-    """Drops this process's cached values written under ``folder`` (a finished run's)."""
-    for path in [p for p in _LOADED if p.startswith(folder.rstrip("/") + "/")]:
+    """Drops this process's cached values read from under ``folder`` (a finished run's; an in-process runner's)."""
+    for path in [p for p in _LOADED if p.startswith(folder)]:
         del _LOADED[path]
 
 

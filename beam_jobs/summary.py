@@ -31,7 +31,8 @@ def dry_run_text(plan: dict[str, Any]) -> str:
             totals = per_class.setdefault(name, [0, 0])
             totals[0] += row["images"]
             totals[1] += row["records"]
-    rows = [[name, f"{n:,}", f"{r:,}"] for name, (n, r) in sorted(per_class.items())]
+    order = [*plan["classes"], *(name for name in per_class if name not in plan["classes"])]
+    rows = [[name, f"{per_class[name][0]:,}", f"{per_class[name][1]:,}"] for name in order if name in per_class]
     rows.append(["total", f"{sum(n for n, _ in per_class.values()):,}", f"{sum(r for _, r in per_class.values()):,}"])
     lines = [
         f"source: {plan['source']} ({plan['kind']})",
@@ -42,9 +43,16 @@ def dry_run_text(plan: dict[str, Any]) -> str:
         splits = []
         for name, split in sorted(plan["planned"].items()):
             images, records = sum(r["images"] for r in split.values()), sum(r["records"] for r in split.values())
-            role = "augmented" if name == plan["augment_split"] else "originals + test-time views"
+            role = (
+                "augmented"
+                if name == plan["augment_split"]
+                else "originals" + (f" + {plan['tta_views']} test-time view(s) each" if plan["tta_views"] else "")
+            )
             splits.append(f"{name} {images:,} images -> {records:,} records ({role})")
         lines.append("splits: " + "; ".join(splits))
+    if plan["moves_labels"]:
+        lines.append("records out are counted under their source's class (the run's table puts a mixed or label-mapped")
+        lines.append("copy under its new class)")
     per_image = "per-source K from the balancing plan" if plan["balanced"] else f"{plan['records_per_image']}"
     lines += [
         f"records per augmented image: {per_image}; formats: {', '.join(plan['formats'])}",

@@ -108,6 +108,11 @@ def test_dry_run_plans_what_the_run_writes_with_balancing_splits_and_tta(capsys,
     assert planned == written
     # Balancing gave the small class more copies per image, so a uniform images x K would not have matched.
     assert planned["owls"][1] / planned["owls"][0] > planned["cats"][1] / planned["cats"][0]
+    # Without balancing, a run with an evaluation split still announces what it writes (not images x K).
+    flags = [f for f in flags if f not in ("--balance", "--tta", "flip")]
+    assert main([*flags, "--output", str(tmp_path / "o2")]) == 0
+    written = json.loads((tmp_path / "o2" / "beam_expand.json").read_text())["counts"]["records_out"]
+    assert f"19 images -> {written} records (K=2 in train)" in capsys.readouterr().out
 
 
 def test_run_with_keras_flags_and_beam_options(capsys, image_folder, tmp_path):

@@ -63,6 +63,35 @@ def test_too_many_bad_inputs_fail_the_job_and_leave_the_published_dataset(capsys
     assert _run(image_folder, out, "--overwrite", "--max-bad-fraction", "0.25") == 0  # 3 of 15 = 20%
 
 
+def test_folders_are_deleted_as_prefixes_on_object_stores(monkeypatch, tmp_path):
+    # Beam's GCS and S3 filesystems delete a prefix only when the path ends with "/": without it they delete one
+    # object of that name, and the run's .tmp (shard temp files, the staged plan) was published with the dataset.
+    from beam_jobs import paths
+
+    deleted = []
+    monkeypatch.setattr(paths.FileSystems, "delete", lambda p: deleted.extend(p))
+    paths.delete_tree("gs://bucket/out.staging-1/.tmp")
+    paths.delete_tree("s3://bucket/versions/v1/")
+    assert deleted == ["gs://bucket/out.staging-1/.tmp/", "s3://bucket/versions/v1/"]
+    monkeypatch.undo()
+    folder = tmp_path / "a" / "b"
+    folder.mkdir(parents=True)
+    (folder / "f").write_text("x")
+    paths.delete_tree(str(tmp_path / "a"))
+    paths.delete_tree(str(tmp_path / "a"))  # gone already: nothing to do
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_retried_finalize_step_reports_the_bad_fraction_again(image_folder, tmp_path):
+    # The check needs nothing staged: a retry on another worker (the staging folder deleted) fails the same way.
+    fn = finalize.FinalizeFn(str(tmp_path / "out"), str(tmp_path / "gone"), str(tmp_path / "gone" / ".tmp"), "x",
+                             ["train"], ("tfrecord",), ["a"], "jpeg", manifest=None, max_bad_fraction=0.1,
+                             images_in=10)  # fmt: skip
+    for _ in range(2):
+        with pytest.raises(finalize.BadFractionError, match="2 of 10 inputs were dead-lettered"):
+            list(fn.process(None, [], [{"source_key": "a/1.jpg"}, {"source_key": "a/2.jpg"}]))
+
+
 def test_a_killed_run_leaves_the_published_dataset_and_a_rerun_completes(tmp_path):
     src = make_folder(tmp_path / "src", per_class=40, size=(160, 200))
     out = tmp_path / "out"

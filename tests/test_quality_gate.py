@@ -63,7 +63,8 @@ def test_preview_shows_the_copies_the_run_wrote(runs, tmp_path):
     for path in sorted(source.glob("*/*")):
         key = f"{path.parent.name}/{path.name}"
         image, _ = decode_image(path.read_bytes())
-        for c, (pixels, steps) in enumerate(preview_copies(image, key, policy, COPIES, seed=3, gate=QualityGate()), 1):
+        copies = preview_copies(image, key, path.parent.name, policy, COPIES, seed=3, gate=QualityGate())
+        for c, (pixels, steps) in enumerate(copies, 1):
             record = rows[(key, c)]
             assert json.loads(record["recipe"])[1:-1] == json.loads(json.dumps(steps))
             np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(record["image"]["bytes"]))), pixels)

@@ -30,7 +30,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.paths import file_size, is_local
+from beam_jobs.paths import delete_tree, file_size, is_local
 from beam_jobs.sinks.manifest import MANIFEST, write_json
 from beam_jobs.sinks.publish import SUCCESS, VerificationError, publish, verify_shard
 from beam_jobs.sinks.shards import ShardReport
@@ -124,6 +124,7 @@ class FinalizeFn(beam.DoFn):
         license_bytes: Content of the source's license file, copied to ``LICENSE.txt``, or None.
         run_id: Unique id of this run (names the staging directory).
         max_bad_fraction: Fail without publishing when dead letters / inputs exceed this, or None.
+        images_in: The number of inputs (the manifest's ``listing.per_class`` summed), for that check.
         mixed: The run mixes images (MixUp/CutMix): the mix fields are in the schema and counted.
         zca: ``{"shape": [h, w, c], "epsilon": e}`` to write ``zca.npz`` from the ZCA sums, or None.
     """
@@ -142,6 +143,7 @@ class FinalizeFn(beam.DoFn):
         license_bytes: bytes | None = None,
         run_id: str = "",
         max_bad_fraction: float | None = None,
+        images_in: int = 0,
         mixed: bool = False,
         zca: dict[str, Any] | None = None,
     ):
@@ -151,6 +153,7 @@ class FinalizeFn(beam.DoFn):
         self._staging = staging
         self._run_id = run_id
         self._max_bad = max_bad_fraction
+        self._images_in = images_in
         self._temp_dir = temp_dir
         self._name = name
         self._splits = list(splits)
@@ -219,15 +222,16 @@ class FinalizeFn(beam.DoFn):
         zca_sums: list[dict] = (),
     ):
         """Checks the bad share, stages and checks shards and metadata, publishes; yields the manifest."""
-        base = unstaged(self._manifest)
-        images_in_total = sum(base["listing"]["per_class"].values())
-        if self._max_bad is not None and images_in_total and len(dead_letters) / images_in_total > self._max_bad:
-            FileSystems.delete([self._staging])
+        # Judged before anything staged is read: a retry of this step (the staging folder gone) fails the same way.
+        images_in = self._images_in
+        if self._max_bad is not None and images_in and len(dead_letters) / images_in > self._max_bad:
+            delete_tree(self._staging)
             raise BadFractionError(
-                f"{len(dead_letters)} of {images_in_total} inputs were dead-lettered "
-                f"({len(dead_letters) / images_in_total:.1%}), over --max-bad-fraction {self._max_bad}; "
+                f"{len(dead_letters)} of {images_in} inputs were dead-lettered "
+                f"({len(dead_letters) / images_in:.1%}), over --max-bad-fraction {self._max_bad}; "
                 "nothing was published"
             )
+        base = unstaged(self._manifest)
         splits = [*self._splits, *sorted({r.split for r in reports} - set(self._splits))]
         shards = {fmt: [e for split in splits for e in self._publish(split, fmt, reports)] for fmt in self._formats}
         counted = [r for r in reports if r.fmt == self._formats[0]]
@@ -317,7 +321,7 @@ class FinalizeFn(beam.DoFn):
             manifest["statistics"].setdefault(manifest["augment_split"], {})["zca"] = note
         write_text(self._path("statistics.json"), json.dumps(manifest["statistics"], indent=2, sort_keys=True) + "\n")
         write_json(self._path(MANIFEST), manifest)
-        FileSystems.delete([self._temp_dir])
+        delete_tree(self._temp_dir)
         try:
             from beam_jobs.report import write_report
 
