@@ -12,6 +12,19 @@ def is_local(path: str) -> bool:
     return FileSystems.get_scheme(path) in (None, "file")
 
 
+def exists(path: str) -> bool:
+    """Whether a file or folder exists, on any Beam filesystem.
+
+    On object stores a folder is a prefix that some object's name starts with: Beam's ``FileSystems.exists``
+    (one object of that name) says False for it.
+    """
+    if FileSystems.exists(path):
+        return True
+    if is_local(path):
+        return False
+    return bool(FileSystems.match([path.rstrip("/") + "/**"], limits=[1])[0].metadata_list)
+
+
 def delete_tree(path: str) -> None:
     """Deletes a folder and everything under it, on any Beam filesystem; nothing if it does not exist.
 

@@ -30,7 +30,7 @@ from beam_jobs import balance, forked_workers, launcher_temp, mixing, refresh, s
 from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
-from beam_jobs.paths import delete_tree
+from beam_jobs.paths import delete_tree, exists
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
 from beam_jobs.sinks.finalize import BadFractionError
@@ -417,7 +417,7 @@ def prepare_output(output: str, overwrite: bool) -> None:
     Raises:
         UserError: The directory is not empty (without ``--overwrite``) or holds files beam-expand did not write.
     """
-    if not FileSystems.exists(output):
+    if not exists(output):
         return
     metas = FileSystems.match([output.rstrip("/") + "/**"])[0].metadata_list
     rel = [m.path[len(output.rstrip("/")) :].lstrip("/") for m in metas]

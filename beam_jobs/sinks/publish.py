@@ -18,7 +18,7 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.paths import is_local
+from beam_jobs.paths import exists, is_local
 from beam_jobs.sinks.writers import _masked_crc
 
 SUCCESS = "_SUCCESS"
@@ -96,7 +96,7 @@ def count_webdataset(path: str, f) -> int:
 
 
 def _folder_files(path: str) -> list:
-    if not FileSystems.exists(path):
+    if not exists(path):
         return []
     return sorted(FileSystems.match([path.rstrip("/") + "/**"])[0].metadata_list, key=lambda m: m.path)
 
@@ -146,7 +146,7 @@ def publish(staging: str, output: str, run_id: str) -> None:
         return
     # Object stores: no directory rename. Remove the previous run's files, then move the new ones in.
     prefix = output.rstrip("/") + "/"
-    old = [m.path for m in FileSystems.match([prefix + "**"])[0].metadata_list] if FileSystems.exists(output) else []
+    old = [m.path for m in FileSystems.match([prefix + "**"])[0].metadata_list] if exists(output) else []
     if old:
         FileSystems.delete(old)
     files = [m.path for m in FileSystems.match([staging.rstrip("/") + "/**"])[0].metadata_list]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
+from beam_jobs.paths import exists
 from beam_jobs.sources import shapes
 from beam_jobs.sources.archive import LICENSE_NAMES, is_archive
 from beam_jobs.sources.download import fetch
@@ -120,7 +121,7 @@ def _local_or_remote(source: str, sha256: str | None, cache_dir: str, hint: str)
         if not is_archive(filename):
             raise UserError(f"--source URL must name a tar archive (.tgz, .tar.gz, .tar), got {source}")
         return fetch(source, os.path.join(cache_dir, "downloads", "custom"), filename, sha256, None, hint)
-    if not FileSystems.exists(source.rstrip("/")):
+    if not exists(source.rstrip("/")):
         raise UserError(f"--source {source} does not exist; {hint}")
     return source
 

@@ -1,0 +1,57 @@
+"""A run whose source and output are on an object store (GCS/S3 semantics, in memory: ``tests/objectstore.py``).
+
+Object stores have no folders: a folder source or output "exists" only as a prefix, and a folder is deleted only
+as a prefix. Both were missed before (``--source gs://bucket/folder`` was refused as missing, ``--output`` was never
+found non-empty, and the run's ``.tmp`` was published with the dataset).
+"""
+
+import pytest
+
+from beam_jobs.cli import main
+from tests import objectstore as store
+from tests.fixtures import read_parquet
+from tests.test_pipeline_e2e import fingerprint
+
+SRC, OUT = "objstore://bucket/photos", "objstore://bucket/expanded"
+
+
+@pytest.fixture
+def objects(image_folder):
+    store.OBJECTS.clear()
+    store.upload_folder(image_folder, SRC)
+    yield store.OBJECTS
+    store.OBJECTS.clear()
+
+
+def _run(source: str, output: str, *extra: str) -> int:
+    return main(["run", "--source", source, "--output", output, "--copies", "2", "--no-progress", *extra])
+
+
+def test_a_run_reads_and_writes_an_object_store_as_it_does_a_disk(objects, image_folder, tmp_path, capsys):
+    assert _run(SRC, OUT, "--records-per-shard", "5") == 0
+    assert _run(str(image_folder), str(tmp_path / "local"), "--records-per-shard", "5") == 0
+    keys = store.download_folder(OUT, tmp_path / "remote")
+    # Only the dataset was published: nothing temporary, no staging left beside it.
+    assert not [k for k in keys if k.startswith(".tmp") or "/plan/" in k]
+    assert not [p for p in objects if ".staging-" in p or ".old-" in p]
+    assert {"beam_expand.json", "_SUCCESS", "report.html"} <= set(keys)
+    assert (
+        fingerprint(tmp_path / "remote") == fingerprint(tmp_path / "local")
+        and len(fingerprint(tmp_path / "local")) == 24
+    )
+    assert main(["verify", OUT]) == 0
+    capsys.readouterr()
+
+    # A non-empty output is refused without --overwrite; with it, the new dataset replaces every old object.
+    assert _run(SRC, OUT) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert _run(SRC, OUT, "--overwrite") == 0
+    shards = sorted(k for k in store.download_folder(OUT, tmp_path / "again") if ".tfrecord-" in k)
+    assert shards == ["photos-train.tfrecord-00000-of-00001"]
+    assert read_parquet(tmp_path / "again").num_rows == 24
+    assert main(["verify", OUT]) == 0
+
+
+def test_a_missing_object_store_source_is_one_clear_error(objects, capsys):
+    assert _run("objstore://bucket/nothing-here", OUT) == 2
+    assert "--source objstore://bucket/nothing-here does not exist" in capsys.readouterr().err
