@@ -7,6 +7,7 @@ beam-expand replay --recipe recipe.json --image daisy.jpg --out copy.jpg
 from __future__ import annotations
 
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
@@ -23,16 +24,19 @@ def find_record(out_dir: str, source_key: str, copy_index: int, view_index: int 
     files = [m.path for m in FileSystems.match([out_dir.rstrip("/") + "/*.parquet-*"])[0].metadata_list]
     if not files:
         raise UserError(f"{out_dir} has no Parquet shards (replay reads them); was it written with --formats parquet?")
-    dataset = pads.dataset(sorted(files), format="parquet")
     wanted = (pads.field("source_key") == source_key) & (pads.field("copy_index") == copy_index)
-    has_views = "view_index" in dataset.schema.names  # datasets written before it existed hold view 0 only
-    if has_views:
-        wanted &= pads.field("view_index") == view_index
-    table = dataset.to_table(filter=wanted) if has_views or view_index == 0 else None
-    if table is None or table.num_rows == 0:
-        raise UserError(f"no record with source_key={source_key!r}, copy_index={copy_index} and "
-                        f"view_index={view_index} in {out_dir}")  # fmt: skip
-    return table.slice(0, 1).to_pylist()[0]
+    for path in sorted(files):  # opened through Beam: any filesystem Beam reads (pyarrow's own URIs cover fewer)
+        with FileSystems.open(path) as f:
+            shard = pq.ParquetFile(f)
+            has_views = "view_index" in shard.schema_arrow.names  # written before it existed: view 0 only
+            if not has_views and view_index:
+                continue
+            f.seek(0)
+            table = pq.read_table(f, filters=wanted & (pads.field("view_index") == view_index) if has_views else wanted)
+        if table.num_rows:
+            return table.slice(0, 1).to_pylist()[0]
+    raise UserError(f"no record with source_key={source_key!r}, copy_index={copy_index} and "
+                    f"view_index={view_index} in {out_dir}")  # fmt: skip
 
 
 def source_bytes(out_dir: str, source_key: str, source: str | None = None) -> bytes:

@@ -52,6 +52,21 @@ def test_a_run_reads_and_writes_an_object_store_as_it_does_a_disk(objects, image
     assert main(["verify", OUT]) == 0
 
 
+def test_every_format_and_command_works_on_an_object_store(objects, tmp_path, capsys):
+    formats = "tfrecord,parquet,webdataset,imagefolder"
+    assert _run(SRC, OUT, "--formats", formats) == 0
+    keys = store.download_folder(OUT, tmp_path / "remote")
+    assert len([k for k in keys if k.startswith("images/train/")]) == 24
+    assert [k for k in keys if k.endswith(".tar")] == ["photos-train-00000-of-00001.tar"]
+    capsys.readouterr()
+    assert main(["info", OUT]) == 0 and "24 records in 1 imagefolder" in capsys.readouterr().out
+    assert main(["verify", OUT]) == 0 and main(["report", OUT]) == 0
+    capsys.readouterr()
+    replay = ["replay", OUT, "--source-key", "dogs/dogs_1.png", "--copy-index", "2", "--out", str(tmp_path / "c")]
+    assert main(replay) == 0 and "bit-exact" in capsys.readouterr().out  # the source read back from the store too
+    assert main(["preview", "--source", SRC, "-n", "2", "--out", str(tmp_path / "p.png")]) == 0
+
+
 def test_a_missing_object_store_source_is_one_clear_error(objects, capsys):
     assert _run("objstore://bucket/nothing-here", OUT) == 2
     assert "--source objstore://bucket/nothing-here does not exist" in capsys.readouterr().err
