@@ -25,6 +25,13 @@ def exists(path: str) -> bool:
     return bool(FileSystems.match([path.rstrip("/") + "/**"], limits=[1])[0].metadata_list)
 
 
+def is_dir(path: str) -> bool:
+    """Whether ``path`` is a folder: on object stores, a prefix some object starts with that is no object itself."""
+    if is_local(path):
+        return os.path.isdir(path)
+    return not FileSystems.exists(path) and exists(path)
+
+
 def delete_tree(path: str) -> None:
     """Deletes a folder and everything under it, on any Beam filesystem; nothing if it does not exist.
 

@@ -9,7 +9,7 @@ import pytest
 
 from beam_jobs.cli import main
 from tests import objectstore as store
-from tests.fixtures import read_parquet
+from tests.fixtures import make_tgz, read_parquet
 from tests.test_pipeline_e2e import fingerprint
 
 SRC, OUT = "objstore://bucket/photos", "objstore://bucket/expanded"
@@ -65,6 +65,20 @@ def test_every_format_and_command_works_on_an_object_store(objects, tmp_path, ca
     replay = ["replay", OUT, "--source-key", "dogs/dogs_1.png", "--copy-index", "2", "--out", str(tmp_path / "c")]
     assert main(replay) == 0 and "bit-exact" in capsys.readouterr().out  # the source read back from the store too
     assert main(["preview", "--source", SRC, "-n", "2", "--out", str(tmp_path / "p.png")]) == 0
+
+
+def test_archive_and_record_sources_on_an_object_store(objects, image_folder, tmp_path):
+    tgz = make_tgz(image_folder, tmp_path / "photos.tgz")
+    objects["objstore://bucket/photos.tgz"] = (tgz.read_bytes(), 0.0)
+    assert _run("objstore://bucket/photos.tgz", OUT) == 0
+    assert _run(str(tgz), str(tmp_path / "local")) == 0
+    store.download_folder(OUT, tmp_path / "remote")
+    assert fingerprint(tmp_path / "remote") == fingerprint(tmp_path / "local")
+    # The expanded TFRecord shards, read back from the store as the next job's source (one record = one image).
+    assert _run(OUT, "objstore://bucket/again", "--copies", "1") == 0
+    assert main(["verify", "objstore://bucket/again"]) == 0
+    store.download_folder("objstore://bucket/again", tmp_path / "again")
+    assert read_parquet(tmp_path / "again").num_rows == 24  # 24 inputs x 1 copy
 
 
 def test_a_missing_object_store_source_is_one_clear_error(objects, capsys):

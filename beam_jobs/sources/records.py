@@ -26,7 +26,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
-from beam_jobs.paths import is_local
+from beam_jobs.paths import is_dir, is_local
 from beam_jobs.sources.listing import NO_LABEL, Listing
 from beam_jobs.staged import Staged, unstaged
 from schemas.source import SourceImage
@@ -349,7 +349,7 @@ def find_files(source: str, fmt: str) -> tuple[list[str], str]:
     if any(ch in source for ch in "*?["):
         files = [m.path for m in FileSystems.match([source])[0].metadata_list]
         root = source.split("*")[0].rsplit("/", 1)[0] + "/"
-    elif FileSystems.exists(source) and not _is_dir(source):
+    elif FileSystems.exists(source) and not is_dir(source):
         files, root = [source], source.rsplit("/", 1)[0] + "/" if "/" in source else ""
     else:
         root = source.rstrip("/") + "/"
@@ -360,12 +360,6 @@ def find_files(source: str, fmt: str) -> tuple[list[str], str]:
     if not files:
         raise UserError(f"no {fmt} files found at {source}; check --source and --source-format")
     return files, root
-
-
-def _is_dir(path: str) -> bool:
-    import os
-
-    return is_local(path) and os.path.isdir(path)
 
 
 def _matches(name: str, pattern: str) -> bool:
@@ -385,10 +379,14 @@ def detect_format(source: str) -> str:
         return "list"
     if low.endswith(".csv"):
         return "csv"
-    if _is_dir(source):
-        import glob
+    if is_dir(source):
+        if is_local(source):
+            import glob
 
-        names = [posixpath.basename(p) for p in glob.glob(source.rstrip("/") + "/**/*", recursive=True)]
+            paths = glob.glob(source.rstrip("/") + "/**/*", recursive=True)
+        else:  # the first objects under the prefix tell (listing a bucket of millions of images would not pay)
+            paths = [m.path for m in FileSystems.match([source.rstrip("/") + "/**"], limits=[1000])[0].metadata_list]
+        names = [posixpath.basename(p) for p in paths]
         if any(".tfrecord" in n for n in names):
             return "tfrecord"
         if any(n.endswith(".parquet") or ".parquet-" in n for n in names):
@@ -398,7 +396,7 @@ def detect_format(source: str) -> str:
 
 def tfds_class_names(source: str) -> list[str] | None:
     """Returns class names from a TFDS directory's ``label.labels.txt``, if the source is one."""
-    base = source if _is_dir(source) else source.rsplit("/", 1)[0]
+    base = source if is_dir(source) else source.rsplit("/", 1)[0]
     path = FileSystems.join(base.rstrip("/"), "label.labels.txt")
     if not FileSystems.exists(path):
         return None
