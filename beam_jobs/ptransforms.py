@@ -168,11 +168,12 @@ class ExpandImages(beam.PTransform):
         )
 
 
-def _reused_records(rows: list[dict], split: str) -> list[dict]:
+def _reused_records(rows: list[dict], split: str, source_class: str) -> list[dict]:
     records = [{**row, "image": row["image"]["bytes"], "split": split} for row in rows]
     records.sort(key=lambda r: (r["copy_index"], r.get("view_index", 0)))  # the order expand_image writes
-    if records:
+    if records:  # counted as expand_image marks a source: under its own class, whatever its first record's is
         records[0]["source_start"] = True
+        records[0]["source_class"] = source_class
     return records
 
 
@@ -205,8 +206,8 @@ class PixelSumsFn(beam.CombineFn):
 class ReuseRecords(beam.PTransform):
     """Copies the previous version's records of unchanged sources (incremental refresh).
 
-    Shape: reused keys -> (key, True); previous Parquet rows -> (source_key, record); CoGroupByKey; the records
-    of reused keys. Only encoded bytes cross the shuffle, never pixels.
+    Shape: reused sources as (key, class); previous Parquet rows -> (source_key, record); CoGroupByKey; the
+    records of reused keys. Only encoded bytes cross the shuffle, never pixels.
 
     Args:
         pattern: Glob of the previous version's Parquet shards.
@@ -219,14 +220,13 @@ class ReuseRecords(beam.PTransform):
         self._pattern = pattern
         self._split_args = split_args
 
-    def expand(self, reused_keys):
-        """Returns the reused records."""
+    def expand(self, reused):
+        """Takes ``(key, class)`` of the reused sources; returns their records."""
         previous = (
-            reused_keys.pipeline
+            reused.pipeline
             | "ReadPrevious" >> beam.io.ReadFromParquet(self._pattern)
             | "KeyPrevious" >> beam.Map(lambda row: (row["source_key"], row))
         )
-        wanted = reused_keys | "KeyReused" >> beam.Map(lambda key: (key, True))
         splits, default, input_splits, split_map = self._split_args
 
         def keep(kv):
@@ -234,9 +234,9 @@ class ReuseRecords(beam.PTransform):
             if not groups["wanted"]:
                 return []
             split = split_of(key, splits, default, input_splits, unstaged(split_map))
-            return _reused_records(list(groups["previous"]), split)
+            return _reused_records(list(groups["previous"]), split, groups["wanted"][0])
 
-        return {"previous": previous, "wanted": wanted} | "Join" >> beam.CoGroupByKey() | "Keep" >> beam.FlatMap(keep)
+        return {"previous": previous, "wanted": reused} | "Join" >> beam.CoGroupByKey() | "Keep" >> beam.FlatMap(keep)
 
 
 class WriteDataset(beam.PTransform):

@@ -59,6 +59,29 @@ def test_incremental_refresh_reuses_unchanged_sources(capsys, image_folder, tmp_
     assert fingerprint(full) == new
 
 
+def test_incremental_reuse_counts_sources_under_their_own_class(capsys, image_folder, tmp_path):
+    # A label map moves flipped cats to dogs; a reused source whose first copy was flipped is still
+    # one image of its own class (it was counted under its first record's class).
+    import numpy as np
+
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"version": 1, "ops": [{"op": "hflip", "p": 0.5}],
+                                  "label_map": {"hflip": {"cats": "dogs"}}}))  # fmt: skip
+    root = tmp_path / "root"
+    assert _refresh(image_folder, root, "--incremental", "--policy", str(policy)) == 0
+    (image_folder / "owls" / "owls_0.jpg").write_bytes(encode(photo_like(np.random.default_rng(7), 48, 64), "JPEG"))
+    assert _refresh(image_folder, root, "--incremental", "--policy", str(policy)) == 0
+    assert "11 unchanged sources reused" in capsys.readouterr().out
+    full = tmp_path / "full"
+    argv = ["run", "--source", str(image_folder), "--output", str(full), "--copies", "2", "--no-progress"]
+    assert main([*argv, "--policy", str(policy)]) == 0
+    counts = [json.loads((d / "beam_expand.json").read_text())["counts"]["per_class"] for d in (root / "current", full)]
+    assert counts[0] == counts[1]
+    assert {n: c["images_ok"] for n, c in counts[0].items()} == {"cats": 4, "dogs": 4, "owls": 4}
+    assert counts[0]["cats"]["records_out"] != 8  # some copies did move (else the test would prove nothing)
+    assert main(["verify", str(root / "current")]) == 0
+
+
 def test_two_racing_refreshes_cannot_both_publish(image_folder, tmp_path):
     root = tmp_path / "root"
     assert _refresh(image_folder, root) == 0

@@ -7,7 +7,7 @@ Shape of the data::
                   -> 'dead_letter' tag: {source_key, stage, reason, error_type, message, sha256}
                   -> 'source_info' tag: (key, sha256, reused) of every source that produced records, packed in one
                      bytes object (``pack_source_info``: the finalize step holds one per source)
-                  -> 'reused' tag: keys whose bytes match the previous version (incremental refresh)
+                  -> 'reused' tag: (key, class) of sources whose bytes match the previous version (incremental)
                   -> 'stats' tag: (split, per-channel pixel sums of the decoded source) for dataset statistics
                   -> 'zca' tag: the decoded source's uint8 bytes (augmented split, with --zca) for the ZCA sums
 
@@ -336,7 +336,7 @@ class ExpandFn(beam.DoFn):
                 return
         digest = hashlib.sha256(data).hexdigest()
         if self._reuse.get(source.key) == digest:
-            yield beam.pvalue.TaggedOutput(REUSED, source.key)
+            yield beam.pvalue.TaggedOutput(REUSED, (source.key, source.label_name))
             yield beam.pvalue.TaggedOutput(SOURCE_INFO, pack_source_info(source.key, digest, True))
             return
         split = split_of(source.key, self._splits, self._split, self._input_splits, self._split_map)
