@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from beam_jobs.errors import JobFailed, UserError
 from transforms.functional.geometric import FILL_MODES
@@ -431,8 +433,6 @@ def _preview(ns: argparse.Namespace) -> int:
         except ValueError as e:
             raise UserError(f"quality gate: {e}") from None
     sheet = preview.contact_sheet(rows, policy, ns.copies, ns.seed, gate)
-    import os
-
     os.makedirs(os.path.dirname(os.path.abspath(ns.out)), exist_ok=True)
     sheet.save(ns.out)
     print(f"beam-expand: wrote {ns.out} ({len(rows)} row(s) x {ns.copies} copies, {sheet.width}x{sheet.height})")
@@ -447,8 +447,6 @@ def _replay(ns: argparse.Namespace) -> int:
     if ns.recipe:
         if not ns.image:
             raise UserError("--recipe needs --image (the source image)")
-        import os
-
         recipe = open(ns.recipe).read() if os.path.exists(ns.recipe) else ns.recipe
         with open(ns.image, "rb") as f:
             data = f.read()
@@ -565,11 +563,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("beam-expand: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `beam-expand ops | head`
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
 
+def console() -> NoReturn:
+    """The ``beam-expand`` command: ``main()``, then the process ends without Python's interpreter teardown.
+
+    With Beam, gRPC, pyarrow and OpenCV loaded, the teardown (module and thread-state clean-up, exit handlers that
+    only release caches) took 0.3-0.4 s after every command, work done. Output is flushed and logging shut down
+    first; anything left for a clean-up (workers, temporary folders) was finished by ``main``.
+    """
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:  # the reader went away after main's last write (`beam-expand ops | head`)
+        pass
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -77,6 +77,25 @@ def test_dry_run_prints_the_plan_and_writes_nothing(capsys, image_folder, tmp_pa
     assert not out.exists()
 
 
+def test_the_command_ends_with_its_exit_code_and_all_its_output(tmp_path):
+    # console() ends the process without Python's teardown: the output must be complete and the code kept.
+    import subprocess
+    import sys
+
+    def command(*args, **kw):
+        return subprocess.run([sys.executable, "-m", "beam_jobs.cli", *args], capture_output=True, text=True,
+                              timeout=120, **kw)  # fmt: skip
+
+    ops = command("ops", "--json")
+    assert ops.returncode == 0 and json.loads(ops.stdout)  # the whole JSON, flushed
+    bad = command("run", "--dataset", "shapes", "--copys", "3", "--output", str(tmp_path / "o"))
+    assert bad.returncode == 2 and "unknown argument" in bad.stderr and "Traceback" not in bad.stderr
+    # A reader that stops early: no traceback, no hang.
+    head = subprocess.run(f"{sys.executable} -m beam_jobs.cli ops | head -c 10", shell=True, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert len(head.stdout) == 10 and "Traceback" not in head.stderr
+
+
 def _dry_run_table(text: str) -> dict[str, tuple[int, int]]:
     """``class -> (images, records out)`` from the dry run's table."""
     rows = {}
