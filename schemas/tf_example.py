@@ -21,8 +21,12 @@ from typing import Any
 
 from schemas.record import record_fields
 
+_SMALL = [bytes((i,)) for i in range(128)]  # varints of 0..127: one byte each
+
 
 def _varint(value: int) -> bytes:
+    if 0 <= value < 16384:  # field tags, lengths of all but the image, labels: one or two bytes (the common case)
+        return _SMALL[value] if value < 128 else bytes(((value & 0x7F) | 0x80, value >> 7))
     value &= (1 << 64) - 1  # int64 is encoded as its two's-complement uint64
     out = bytearray()
     while True:
@@ -64,7 +68,6 @@ _LAYOUTS = {
     mixed: tuple((f.name, f.kind, _delimited(1, f.name.encode("utf-8"))) for f in sorted(fields, key=lambda f: f.name))
     for mixed, fields in ((False, record_fields(False)), (True, record_fields(True)))
 }
-_SMALL = [_varint(i) for i in range(128)]  # most ints here (labels, copy indices) are small
 
 
 def _int_feature(value: int) -> bytes:
@@ -113,9 +116,14 @@ def example_parts(record: Mapping[str, Any], mixed: bool = False) -> list[bytes]
             continue
         if kind in ("int64", "class_label") and isinstance(value, int):
             feature = _int_feature(value)
+        elif kind == "string" and isinstance(value, str):  # Feature { bytes_list = BytesList { value } }
+            text = value.encode("utf-8")
+            listed = b"\x0a" + _varint(len(text)) + text
+            feature = b"\x0a" + _varint(len(listed)) + listed
         else:
             feature = _feature(kind, value)
-        entry = _delimited(1, key + _delimited(2, feature))
+        value_part = key + b"\x12" + _varint(len(feature)) + feature  # map entry { key = 1; value = 2 }
+        entry = b"\x0a" + _varint(len(value_part)) + value_part
         parts.append(entry)
         size += len(entry)
     return [_header(1, size), *parts]
