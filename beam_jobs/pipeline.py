@@ -30,7 +30,7 @@ from beam_jobs import balance, forked_workers, launcher_temp, mixing, refresh, s
 from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
-from beam_jobs.paths import delete_tree, exists
+from beam_jobs.paths import delete_tree, exists, file_size, files_under
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
 from beam_jobs.sinks.finalize import BadFractionError
@@ -217,7 +217,11 @@ class JobPlan:
 
     def _input_tuples(self):
         sizes, mtimes = self.listing.sizes, self.listing.mtimes
-        return ((s.key, s.label, sizes.get(s.key), mtimes.get(s.key)) for s in self.listing.images)
+        yield from ((s.key, s.label, sizes.get(s.key), mtimes.get(s.key)) for s in self.listing.images)
+        # Record sources list their records by position in a file, with no size or time of their own: the files'
+        # sizes and times stand for their content (a rewritten shard with the same labels is new input).
+        for path in sorted(self.files):
+            yield (path, None, file_size(path), FileSystems.last_updated(path))
 
     def fingerprints(self) -> dict[str, str]:
         """Returns the config and inputs fingerprints (refresh mode compares them with the current version's)."""
@@ -307,13 +311,13 @@ def build_pipeline(
     run_id: str | None = None,
     progress_dir: str | None = None,
     argv=None,
-    reuse: dict[str, str] | None = None,
+    reuse: dict[str, tuple[str, int]] | None = None,
     reuse_from: str | None = None,
 ):
     """Adds read -> expand -> write (staged, verified, published) to ``p``; returns the manifest PCollection.
 
-    With ``reuse`` (key -> sha256) and ``reuse_from`` (a previous version's directory), sources whose bytes are
-    unchanged are not expanded again: their records are copied from that version's Parquet shards.
+    With ``reuse`` (key -> (sha256, label)) and ``reuse_from`` (a previous version's directory), sources whose bytes
+    and label are unchanged are not expanded again: their records are copied from that version's Parquet shards.
 
     Writes the per-input plan to ``<output>.staging-<run_id>/.tmp/plan/`` (``beam_jobs.staged``); the run removes
     it, and a pipeline built but never run leaves it for the next run's ``clean_stale``.
@@ -419,7 +423,7 @@ def prepare_output(output: str, overwrite: bool) -> None:
     """
     if not exists(output):
         return
-    metas = FileSystems.match([output.rstrip("/") + "/**"])[0].metadata_list
+    metas = files_under(output)
     rel = [m.path[len(output.rstrip("/")) :].lstrip("/") for m in metas]
     if not rel:
         return
@@ -542,7 +546,8 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
     reuse, reuse_from = None, None
     if plan.config.incremental and previous and previous["fingerprints"]["config"] == fingerprints["config"]:
         if "parquet" in previous["shards"]:
-            reuse = {e["key"]: e["sha256"] for e in read_rows(refresh.manifest_path(root, current)) if e.get("sha256")}
+            rows = read_rows(refresh.manifest_path(root, current))
+            reuse = {e["key"]: (e["sha256"], e["label"]) for e in rows if e.get("sha256")}
             reuse_from = refresh.version_dir(root, current)
     target = refresh.version_dir(root, version)
     plan.config = dataclasses.replace(plan.config, output=target, overwrite=False)

@@ -81,6 +81,19 @@ def test_archive_and_record_sources_on_an_object_store(objects, image_folder, tm
     assert read_parquet(tmp_path / "again").num_rows == 24  # 24 inputs x 1 copy
 
 
+def test_folder_markers_and_pattern_characters_are_no_trouble(objects, image_folder, tmp_path):
+    # The GCS console and TensorFlow's gfile make empty "folder/" objects: an empty output folder is still empty, and
+    # a source folder with a marker is still a folder. "[" and "*" in names are characters, not patterns.
+    objects["objstore://bucket/fresh/"] = (b"", 0.0)
+    assert _run(SRC, "objstore://bucket/fresh") == 0
+    odd = "objstore://bucket/photos [v1]*"
+    store.upload_folder(image_folder, odd)
+    objects[odd + "/"] = (b"", 0.0)
+    assert _run(odd, "objstore://bucket/odd") == 0
+    assert main(["verify", "objstore://bucket/odd"]) == 0
+    assert _run(odd + "/", "objstore://bucket/odd") == 2  # not empty now: refused without --overwrite
+
+
 def test_a_missing_object_store_source_is_one_clear_error(objects, capsys):
     assert _run("objstore://bucket/nothing-here", OUT) == 2
     assert "--source objstore://bucket/nothing-here does not exist" in capsys.readouterr().err

@@ -82,6 +82,51 @@ def test_incremental_reuse_counts_sources_under_their_own_class(capsys, image_fo
     assert main(["verify", str(root / "current")]) == 0
 
 
+def test_incremental_refresh_re_expands_a_relabelled_source(capsys, image_folder, tmp_path):
+    # A list file can give the same bytes another label: those records must be made again, not copied.
+    images = sorted(image_folder.glob("*/*"))
+    listing = tmp_path / "labels.csv"
+
+    def write(relabel: bool):
+        rows = [f"{p},{'dogs' if relabel and p == images[0] else p.parent.name}" for p in images]
+        listing.write_text("path,label\n" + "\n".join(rows) + "\n")
+
+    write(False)
+    root = tmp_path / "root"
+    assert _refresh(listing, root, "--incremental", "--source-format", "list") == 0
+    write(True)
+    capsys.readouterr()
+    assert _refresh(listing, root, "--incremental", "--source-format", "list") == 0
+    assert f"{len(images) - 1} unchanged sources reused" in capsys.readouterr().out
+    records = [r for r in read_tfrecords(root / "current") if r["source_key"].endswith(images[0].name)]
+    assert len(records) == 2 and {r["label_name"] for r in records} == {"dogs"}
+    assert main(["verify", str(root / "current")]) == 0
+
+
+def test_a_rewritten_record_file_is_new_input(capsys, image_folder, tmp_path):
+    # Records are keyed by their position in a file: a shard rewritten with other images but the same labels used
+    # to leave the inputs' fingerprint unchanged ("up to date"), so the refresh kept the stale expansion.
+    import shutil
+
+    made, source = tmp_path / "made", tmp_path / "shards"
+    assert main(["run", "--source", str(image_folder), "--output", str(made), "--copies", "1", "--no-progress"]) == 0
+    source.mkdir()
+    shard = next(made.glob("*.tfrecord-*"))
+    shutil.copy(shard, source / "data.tfrecord")
+    root = tmp_path / "root"
+    assert _refresh(source, root) == 0
+    before = fingerprint(root / "current")
+    # Other copies of the same images: the same labels and count in a shard of the same name.
+    assert main(["run", "--source", str(image_folder), "--output", str(made), "--copies", "1", "--no-progress",
+                 "--overwrite", "--seed", "9"]) == 0  # fmt: skip
+    shutil.copy(next(made.glob("*.tfrecord-*")), source / "data.tfrecord")
+    capsys.readouterr()
+    assert _refresh(source, root) == 0
+    assert "up to date" not in capsys.readouterr().out
+    after = fingerprint(root / "current")
+    assert len(after) == len(before) == 24 and after != before
+
+
 def test_two_racing_refreshes_cannot_both_publish(image_folder, tmp_path):
     root = tmp_path / "root"
     assert _refresh(image_folder, root) == 0

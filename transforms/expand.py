@@ -232,7 +232,8 @@ class ExpandFn(beam.DoFn):
         image_format: ``jpeg``, ``png`` or ``webp``.
         quality: JPEG/WebP quality.
         class_names: Class names in label order (needed when the policy has a label map).
-        reuse: Key -> sha256 of sources whose earlier records may be reused when their bytes are unchanged.
+        reuse: Key -> (sha256, label) of sources whose earlier records may be reused when their bytes and label
+            are unchanged (a list file may relabel an image).
         splits: ``[(name, fraction), ...]`` to split sources by key hash, or None.
         split: The split of every source when ``splits`` is None and the input has none.
         augment_split: The split that is augmented; every other split is written unaugmented.
@@ -258,7 +259,7 @@ class ExpandFn(beam.DoFn):
         image_format: str = "jpeg",
         quality: int = 95,
         class_names: list[str] | None = None,
-        reuse: dict[str, str] | None = None,
+        reuse: dict[str, tuple[str, int]] | None = None,
         splits: list[tuple[str, float]] | None = None,
         split: str = "train",
         augment_split: str = "train",
@@ -335,7 +336,7 @@ class ExpandFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(source, "read", "unreadable", e, None))
                 return
         digest = hashlib.sha256(data).hexdigest()
-        if self._reuse.get(source.key) == digest:
+        if self._reuse.get(source.key) == (digest, source.label):
             yield beam.pvalue.TaggedOutput(REUSED, (source.key, source.label_name))
             yield beam.pvalue.TaggedOutput(SOURCE_INFO, pack_source_info(source.key, digest, True))
             return

@@ -18,7 +18,7 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.paths import exists, is_local
+from beam_jobs.paths import exists, files_under, is_local
 from beam_jobs.sinks.writers import _masked_crc
 
 SUCCESS = "_SUCCESS"
@@ -98,7 +98,7 @@ def count_webdataset(path: str, f) -> int:
 def _folder_files(path: str) -> list:
     if not exists(path):
         return []
-    return sorted(FileSystems.match([path.rstrip("/") + "/**"])[0].metadata_list, key=lambda m: m.path)
+    return sorted(files_under(path), key=lambda m: m.path)
 
 
 def verify_shard(path: str, fmt: str, expected: int | None = None, sha256: str | None = None) -> dict:
@@ -146,10 +146,10 @@ def publish(staging: str, output: str, run_id: str) -> None:
         return
     # Object stores: no directory rename. Remove the previous run's files, then move the new ones in.
     prefix = output.rstrip("/") + "/"
-    old = [m.path for m in FileSystems.match([prefix + "**"])[0].metadata_list] if exists(output) else []
+    old = [m.path for m in files_under(output)] if exists(output) else []
     if old:
         FileSystems.delete(old)
-    files = [m.path for m in FileSystems.match([staging.rstrip("/") + "/**"])[0].metadata_list]
+    files = [m.path for m in files_under(staging)]
     FileSystems.rename(files, [prefix + f[len(staging.rstrip("/")) + 1 :] for f in files])
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, field
 
-from apache_beam.io.filesystems import FileSystems
-
 from beam_jobs.errors import UserError
+from beam_jobs.paths import files_under
 from schemas.source import SourceImage
 
 # Keras's flow_from_directory white list, plus webp and gif.
@@ -89,7 +88,7 @@ def list_folder(root: str) -> Listing:
     """
     root = root.rstrip("/")
     try:
-        matches = FileSystems.match([root + "/**"])[0].metadata_list
+        matches = files_under(root)
     except Exception as e:  # BeamIOError wraps the filesystem's own error
         raise UserError(f"cannot list {root}: {e}") from None
     entries = []

@@ -26,7 +26,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
-from beam_jobs.paths import is_dir, is_local
+from beam_jobs.paths import files_under, is_dir, is_local
 from beam_jobs.sources.listing import NO_LABEL, Listing
 from beam_jobs.staged import Staged, unstaged
 from schemas.source import SourceImage
@@ -354,7 +354,7 @@ def find_files(source: str, fmt: str) -> tuple[list[str], str]:
     else:
         root = source.rstrip("/") + "/"
         pattern = {"tfrecord": "*.tfrecord*", "parquet": "*.parquet*", "csv": "*.csv", "tar": "*.tar"}.get(fmt, "*")
-        files = [m.path for m in FileSystems.match([root + "**"])[0].metadata_list]
+        files = [m.path for m in files_under(root)]
         files = [f for f in files if _matches(posixpath.basename(f), pattern)]
     files = sorted(files)
     if not files:
@@ -385,7 +385,7 @@ def detect_format(source: str) -> str:
 
             paths = glob.glob(source.rstrip("/") + "/**/*", recursive=True)
         else:  # the first objects under the prefix tell (listing a bucket of millions of images would not pay)
-            paths = [m.path for m in FileSystems.match([source.rstrip("/") + "/**"], limits=[1000])[0].metadata_list]
+            paths = [m.path for m in files_under(source, limit=1000)]
         names = [posixpath.basename(p) for p in paths]
         if any(".tfrecord" in n for n in names):
             return "tfrecord"
