@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 
+from apache_beam.io.filesystem import FileMetadata
 from apache_beam.io.filesystems import FileSystems
 
 _GLOB = re.compile(r"([*?\[])")
@@ -17,31 +18,50 @@ def is_local(path: str) -> bool:
 
 
 def files_under(folder: str, limit: int | None = None) -> list:
-    """``FileMetadata`` of every file under ``folder`` (recursively), on any Beam filesystem.
+    """``FileMetadata`` of the files under ``folder`` (recursively; at most ``limit``), on any Beam filesystem.
 
-    The folder's name is matched literally (``*?[`` in it are no pattern). Object stores' folder markers (empty
+    The folder's name is taken literally (``*?[`` in it are no pattern). Object stores' folder markers (empty
     objects named ``folder/``, made by the GCS console and TensorFlow's gfile) are no files and are left out.
     """
+    if is_local(folder):  # walked: Beam's local match would read a "[" in the name as a pattern
+        found = []
+        for parent, _, names in os.walk(folder):
+            for name in sorted(names):
+                path = os.path.join(parent, name)
+                try:
+                    info = os.stat(path)
+                except OSError:  # vanished, or a dangling link: not a file
+                    continue
+                found.append(FileMetadata(path, info.st_size, info.st_mtime))
+                if limit is not None and len(found) >= limit:
+                    return found
+        return found
     prefix = folder.rstrip("/") + "/"
     # Beam's patterns cannot quote a character: each of "*?[" matches as "?" (any one character), and the files of
     # other folders that this also matches are dropped by their prefix.
     wild = bool(_GLOB.search(prefix))
-    limits = None if limit is None or wild else [limit]
-    metas = FileSystems.match([_GLOB.sub("?", prefix) + "**"], limits=limits)[0].metadata_list
-    return [m for m in metas if m.path.startswith(prefix) and not m.path.endswith("/")][:limit]
+    metas = FileSystems.match([_GLOB.sub("?", prefix) + "**"], limits=None if wild or limit is None else [limit])
+    found = [m for m in metas[0].metadata_list if m.path.startswith(prefix) and not m.path.endswith("/")]
+    if limit is not None and len(found) < limit and not wild and len(metas[0].metadata_list) >= limit:
+        # Folder markers were among the first ``limit`` objects: look at all of them.
+        found = [m for m in FileSystems.match([prefix + "**"])[0].metadata_list if not m.path.endswith("/")]
+    return found[:limit]
 
 
 def exists(path: str) -> bool:
     """Whether a file or folder exists, on any Beam filesystem.
 
-    On object stores a folder is a prefix that some object's name starts with (or a folder marker): Beam's
+    On object stores a folder is a prefix that some object's name starts with (a file or a folder marker): Beam's
     ``FileSystems.exists`` (one object of that name) says False for it.
     """
+    if is_local(path):
+        return os.path.exists(path)
     if FileSystems.exists(path):
         return True
-    if is_local(path):
-        return False
-    return FileSystems.exists(path.rstrip("/") + "/") or bool(files_under(path, limit=1))
+    prefix = path.rstrip("/") + "/"
+    if _GLOB.search(prefix):
+        return FileSystems.exists(prefix) or bool(files_under(path, limit=1))
+    return bool(FileSystems.match([prefix + "**"], limits=[1])[0].metadata_list)  # any object, markers too
 
 
 def is_dir(path: str) -> bool:

@@ -12,6 +12,7 @@ or embed the read -> expand -> write chain in your own pipeline with ``plan_job`
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import re
 import shutil
@@ -30,7 +31,7 @@ from beam_jobs import balance, forked_workers, launcher_temp, mixing, refresh, s
 from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
-from beam_jobs.paths import delete_tree, exists, file_size, files_under
+from beam_jobs.paths import delete_tree, exists, files_under
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
 from beam_jobs.sinks.finalize import BadFractionError
@@ -217,17 +218,21 @@ class JobPlan:
 
     def _input_tuples(self):
         sizes, mtimes = self.listing.sizes, self.listing.mtimes
-        yield from ((s.key, s.label, sizes.get(s.key), mtimes.get(s.key)) for s in self.listing.images)
+        return ((s.key, s.label, sizes.get(s.key), mtimes.get(s.key)) for s in self.listing.images)
+
+    def _file_tuples(self):
         # Record sources list their records by position in a file, with no size or time of their own: the files'
         # sizes and times stand for their content (a rewritten shard with the same labels is new input).
         for path in sorted(self.files):
-            yield (path, None, file_size(path), FileSystems.last_updated(path))
+            meta = FileSystems.get_filesystem(path).metadata(path)  # one request per file on an object store
+            yield (path[len(self.root) :] if path.startswith(self.root) else path, None, meta.size_in_bytes,
+                   meta.last_updated_in_seconds)  # fmt: skip
 
     def fingerprints(self) -> dict[str, str]:
         """Returns the config and inputs fingerprints (refresh mode compares them with the current version's)."""
         return {
             "config": refresh.config_fingerprint(self.config.to_dict(), self.listing.class_names, package_versions()),
-            "inputs": refresh.inputs_fingerprint(self._input_tuples()),
+            "inputs": refresh.inputs_fingerprint(itertools.chain(self._input_tuples(), self._file_tuples())),
         }
 
 

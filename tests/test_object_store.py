@@ -5,8 +5,11 @@ as a prefix. Both were missed before (``--source gs://bucket/folder`` was refuse
 found non-empty, and the run's ``.tmp`` was published with the dataset).
 """
 
+import shutil
+
 import pytest
 
+from beam_jobs import paths
 from beam_jobs.cli import main
 from tests import objectstore as store
 from tests.fixtures import make_tgz, read_parquet
@@ -92,6 +95,16 @@ def test_folder_markers_and_pattern_characters_are_no_trouble(objects, image_fol
     assert _run(odd, "objstore://bucket/odd") == 0
     assert main(["verify", "objstore://bucket/odd"]) == 0
     assert _run(odd + "/", "objstore://bucket/odd") == 2  # not empty now: refused without --overwrite
+    # A marker listed before the files does not hide them; a local folder's name is literal too.
+    objects["objstore://bucket/nested/sub/"] = (b"", 0.0)
+    objects["objstore://bucket/nested/sub/f.jpg"] = (b"x", 0.0)
+    assert paths.exists("objstore://bucket/nested") and paths.is_dir("objstore://bucket/nested")
+    assert [m.path for m in paths.files_under("objstore://bucket/nested", limit=1)] == [
+        "objstore://bucket/nested/sub/f.jpg"
+    ]
+    local = tmp_path / "photos [v1]"
+    shutil.copytree(image_folder, local)
+    assert _run(str(local), str(tmp_path / "out")) == 0 and main(["verify", str(tmp_path / "out")]) == 0
 
 
 def test_a_missing_object_store_source_is_one_clear_error(objects, capsys):

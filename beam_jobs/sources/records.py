@@ -380,13 +380,8 @@ def detect_format(source: str) -> str:
     if low.endswith(".csv"):
         return "csv"
     if is_dir(source):
-        if is_local(source):
-            import glob
-
-            paths = glob.glob(source.rstrip("/") + "/**/*", recursive=True)
-        else:  # the first objects under the prefix tell (listing a bucket of millions of images would not pay)
-            paths = [m.path for m in files_under(source, limit=1000)]
-        names = [posixpath.basename(p) for p in paths]
+        # On an object store the first objects under the prefix tell (listing millions of images would not pay).
+        names = [posixpath.basename(m.path) for m in files_under(source, None if is_local(source) else 1000)]
         if any(".tfrecord" in n for n in names):
             return "tfrecord"
         if any(n.endswith(".parquet") or ".parquet-" in n for n in names):
