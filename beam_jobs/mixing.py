@@ -127,7 +127,7 @@ class OfferPartnerBytesFn(beam.DoFn):
             try:
                 with FileSystems.open(source.path) as f:
                     source = source._replace(data=f.read())  # read once here; ExpandFn then uses these bytes
-            except OSError:
+            except Exception:  # noqa: BLE001 (object stores raise their own errors, not OSError)
                 pass  # ExpandFn reads again and dead-letters it; its requesters get no offer
         yield source.key, (source, self._plan.get(source.key, ()))
         if source.error is None and source.data is not None:

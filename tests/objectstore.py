@@ -18,6 +18,10 @@ SCHEME = "objstore"
 OBJECTS: dict[str, tuple[bytes, float]] = {}  # path -> (bytes, time written)
 
 
+class NotFound(Exception):
+    """What reading a missing object raises (as google.api_core's NotFound: not an OSError)."""
+
+
 class _Upload(io.BytesIO):
     def __init__(self, path: str):
         super().__init__()
@@ -59,7 +63,7 @@ class ObjectStoreFileSystem(FileSystem):
 
     def open(self, path, mime_type="application/octet-stream", compression_type=CompressionTypes.AUTO):
         if path not in OBJECTS:
-            raise BeamIOError(f"Not found: {path}")
+            raise NotFound(f"404 GET {path}: No such object")
         return self._wrap(io.BytesIO(OBJECTS[path][0]), path, compression_type)
 
     def _wrap(self, raw, path, compression_type):

@@ -107,6 +107,29 @@ def test_folder_markers_and_pattern_characters_are_no_trouble(objects, image_fol
     assert _run(str(local), str(tmp_path / "out")) == 0 and main(["verify", str(tmp_path / "out")]) == 0
 
 
+def test_an_object_gone_after_the_listing_is_a_dead_letter(objects, tmp_path, monkeypatch):
+    # Object stores raise their own errors on reading a missing object (GCS: NotFound, not an OSError): it is
+    # still a dead letter with a reason, not a failed run.
+    import json
+
+    from beam_jobs import pipeline
+
+    build = pipeline.build_pipeline
+
+    def build_then_delete(*args, **kwargs):
+        out = build(*args, **kwargs)
+        del objects[f"{SRC}/cats/cats_1.png"]
+        return out
+
+    monkeypatch.setattr(pipeline, "build_pipeline", build_then_delete)
+    assert _run(SRC, OUT) == 0
+    store.download_folder(OUT, tmp_path / "o")
+    dead = [json.loads(line) for line in (tmp_path / "o" / "dead_letter.jsonl").read_text().splitlines()]
+    assert [(d["source_key"], d["reason"], d["error_type"]) for d in dead] == [("cats/cats_1.png", "unreadable",
+                                                                                "NotFound")]  # fmt: skip
+    assert read_parquet(tmp_path / "o").num_rows == 22
+
+
 def test_a_missing_object_store_source_is_one_clear_error(objects, capsys):
     assert _run("objstore://bucket/nothing-here", OUT) == 2
     assert "--source objstore://bucket/nothing-here does not exist" in capsys.readouterr().err

@@ -331,7 +331,7 @@ class ExpandFn(beam.DoFn):
             try:
                 with FileSystems.open(source.path) as f:
                     data = f.read()
-            except OSError as e:
+            except Exception as e:  # noqa: BLE001 (object stores raise their own, e.g. GCS's NotFound, not OSError)
                 self._dead.inc()
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(source, "read", "unreadable", e, None))
                 return
