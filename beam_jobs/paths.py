@@ -56,11 +56,11 @@ def exists(path: str) -> bool:
     """
     if is_local(path):
         return os.path.exists(path)
-    if FileSystems.exists(path):
+    if _is_object(path):
         return True
     prefix = path.rstrip("/") + "/"
     if _GLOB.search(prefix):
-        return FileSystems.exists(prefix) or bool(files_under(path, limit=1))
+        return _is_object(prefix) or bool(files_under(path, limit=1))
     return bool(FileSystems.match([prefix + "**"], limits=[1])[0].metadata_list)  # any object, markers too
 
 
@@ -68,7 +68,18 @@ def is_dir(path: str) -> bool:
     """Whether ``path`` is a folder: on object stores, a prefix (or a folder marker) that is no file itself."""
     if is_local(path):
         return os.path.isdir(path)
-    return not FileSystems.exists(path.rstrip("/")) and exists(path)
+    return not _is_object(path.rstrip("/")) and exists(path)
+
+
+def is_bucket(path: str) -> bool:
+    """Whether ``path`` is an object store's bucket itself (``gs://bucket``), which names no object."""
+    scheme, _, rest = path.partition("://")
+    return not is_local(path) and bool(scheme) and "/" not in rest.strip("/")
+
+
+def _is_object(path: str) -> bool:
+    # GCS refuses to look up a bucket root as an object (ValueError): a bucket is no object.
+    return not is_bucket(path) and FileSystems.exists(path)
 
 
 def delete_tree(path: str) -> None:

@@ -31,7 +31,7 @@ from beam_jobs import balance, forked_workers, launcher_temp, mixing, refresh, s
 from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
-from beam_jobs.paths import delete_tree, exists, files_under
+from beam_jobs.paths import delete_tree, exists, files_under, is_bucket
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
 from beam_jobs.sinks.finalize import BadFractionError
@@ -424,8 +424,11 @@ def prepare_output(output: str, overwrite: bool) -> None:
     Nothing is deleted here: the previous dataset stays readable until the new one is verified and published.
 
     Raises:
-        UserError: The directory is not empty (without ``--overwrite``) or holds files beam-expand did not write.
+        UserError: The directory is not empty (without ``--overwrite``) or holds files beam-expand did not write,
+            or it is a bucket itself (the run stages beside its output).
     """
+    if is_bucket(output):
+        raise UserError(f"--output {output} is a whole bucket: give a folder in it, e.g. {output.rstrip('/')}/expanded")
     if not exists(output):
         return
     metas = files_under(output)

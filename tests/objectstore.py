@@ -83,6 +83,8 @@ class ObjectStoreFileSystem(FileSystem):
             del OBJECTS[s]
 
     def exists(self, path):
+        if "/" not in path[len(SCHEME) + 3 :].rstrip("/"):
+            raise ValueError(f"path must be in the form {SCHEME}://<bucket>/<object>: {path}")  # as GCS's
         return path in OBJECTS
 
     def size(self, path):

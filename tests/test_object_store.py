@@ -130,6 +130,15 @@ def test_an_object_gone_after_the_listing_is_a_dead_letter(objects, tmp_path, mo
     assert read_parquet(tmp_path / "o").num_rows == 22
 
 
+def test_a_bucket_is_a_source_but_not_an_output(objects, image_folder, capsys):
+    store.upload_folder(image_folder, "objstore://photos-bucket")
+    assert _run("objstore://photos-bucket", OUT) == 0
+    assert main(["verify", OUT]) == 0
+    capsys.readouterr()
+    assert _run(SRC, "objstore://some-bucket/") == 2
+    assert "is a whole bucket: give a folder in it" in capsys.readouterr().err
+
+
 def test_a_missing_object_store_source_is_one_clear_error(objects, capsys):
     assert _run("objstore://bucket/nothing-here", OUT) == 2
     assert "--source objstore://bucket/nothing-here does not exist" in capsys.readouterr().err
