@@ -37,6 +37,7 @@ from apache_beam.io.filesystems import FileSystems
 from beam_jobs.errors import UserError
 from beam_jobs.staged import Staged, unstaged
 from schemas.source import SourceImage
+from transforms.expand import unreadable
 from transforms.mix import MixInput, MixSpec, is_mixed
 from transforms.seeding import stable_fraction
 
@@ -127,8 +128,10 @@ class OfferPartnerBytesFn(beam.DoFn):
             try:
                 with FileSystems.open(source.path) as f:
                     source = source._replace(data=f.read())  # read once here; ExpandFn then uses these bytes
-            except Exception:  # noqa: BLE001 (object stores raise their own errors, not OSError)
-                pass  # ExpandFn reads again and dead-letters it; its requesters get no offer
+            except Exception as e:
+                if not unreadable(e):
+                    raise
+                # ExpandFn reads again and dead-letters it; its requesters get no offer
         yield source.key, (source, self._plan.get(source.key, ()))
         if source.error is None and source.data is not None:
             for requester in wanted:

@@ -40,12 +40,13 @@ def files_under(folder: str, limit: int | None = None) -> list:
     # Beam's patterns cannot quote a character: each of "*?[" matches as "?" (any one character), and the files of
     # other folders that this also matches are dropped by their prefix.
     wild = bool(_GLOB.search(prefix))
-    metas = FileSystems.match([_GLOB.sub("?", prefix) + "**"], limits=None if wild or limit is None else [limit])
-    found = [m for m in metas[0].metadata_list if m.path.startswith(prefix) and not m.path.endswith("/")]
-    if limit is not None and len(found) < limit and not wild and len(metas[0].metadata_list) >= limit:
-        # Folder markers were among the first ``limit`` objects: look at all of them.
-        found = [m for m in FileSystems.match([prefix + "**"])[0].metadata_list if not m.path.endswith("/")]
-    return found[:limit]
+    asked = None if wild or limit is None else limit
+    while True:
+        listed = FileSystems.match([_GLOB.sub("?", prefix) + "**"], limits=asked and [asked])[0].metadata_list
+        found = [m for m in listed if m.path.startswith(prefix) and not m.path.endswith("/")]
+        if asked is None or len(found) >= limit or len(listed) < asked:
+            return found[:limit]
+        asked = len(listed) + limit - len(found)  # folder markers took places: ask for as many more
 
 
 def exists(path: str) -> bool:
@@ -56,11 +57,11 @@ def exists(path: str) -> bool:
     """
     if is_local(path):
         return os.path.exists(path)
-    if _is_object(path):
+    if is_object(path):
         return True
     prefix = path.rstrip("/") + "/"
     if _GLOB.search(prefix):
-        return _is_object(prefix) or bool(files_under(path, limit=1))
+        return is_object(prefix) or bool(files_under(path, limit=1))
     return bool(FileSystems.match([prefix + "**"], limits=[1])[0].metadata_list)  # any object, markers too
 
 
@@ -68,7 +69,7 @@ def is_dir(path: str) -> bool:
     """Whether ``path`` is a folder: on object stores, a prefix (or a folder marker) that is no file itself."""
     if is_local(path):
         return os.path.isdir(path)
-    return not _is_object(path.rstrip("/")) and exists(path)
+    return not is_object(path.rstrip("/")) and exists(path)
 
 
 def is_bucket(path: str) -> bool:
@@ -77,8 +78,11 @@ def is_bucket(path: str) -> bool:
     return not is_local(path) and bool(scheme) and "/" not in rest.strip("/")
 
 
-def _is_object(path: str) -> bool:
-    # GCS refuses to look up a bucket root as an object (ValueError): a bucket is no object.
+def is_object(path: str) -> bool:
+    """Whether ``path`` is a file (an object), on any Beam filesystem; a folder or a bucket itself is none."""
+    if is_local(path):
+        return os.path.isfile(path)
+    # GCS refuses to look a bucket root up as an object (ValueError).
     return not is_bucket(path) and FileSystems.exists(path)
 
 

@@ -130,6 +130,21 @@ def test_an_object_gone_after_the_listing_is_a_dead_letter(objects, tmp_path, mo
     assert read_parquet(tmp_path / "o").num_rows == 22
 
 
+def test_passing_trouble_reading_fails_the_run_rather_than_dropping_images(objects, monkeypatch):
+    # Throttling or expired credentials say nothing about the image: the bundle fails (Beam retries it; the local
+    # runner fails the run), no image is dead-lettered for it.
+    class TooManyRequests(Exception):
+        code = 429
+
+    def throttled(self, path, *args, **kwargs):
+        raise TooManyRequests(f"429 GET {path}: rate limit exceeded")
+
+    monkeypatch.setattr(store.ObjectStoreFileSystem, "open", throttled)
+    with pytest.raises(Exception, match="rate limit exceeded"):
+        _run(SRC, OUT)
+    assert not [p for p in objects if p.startswith(OUT + "/")]  # nothing published
+
+
 def test_a_bucket_is_a_source_but_not_an_output(objects, image_folder, capsys):
     store.upload_folder(image_folder, "objstore://photos-bucket")
     assert _run("objstore://photos-bucket", OUT) == 0
@@ -137,6 +152,11 @@ def test_a_bucket_is_a_source_but_not_an_output(objects, image_folder, capsys):
     capsys.readouterr()
     assert _run(SRC, "objstore://some-bucket/") == 2
     assert "is a whole bucket: give a folder in it" in capsys.readouterr().err
+    # A bucket of TFRecord shards (one copied from the dataset just written) is a record source.
+    shard = next(p for p in objects if p.startswith(OUT + "/") and ".tfrecord-" in p)
+    objects["objstore://shards-bucket/data.tfrecord"] = objects[shard]
+    assert _run("objstore://shards-bucket", "objstore://bucket/from-shards") == 0
+    assert main(["verify", "objstore://bucket/from-shards"]) == 0
 
 
 def test_a_missing_object_store_source_is_one_clear_error(objects, capsys):

@@ -175,6 +175,16 @@ def expand_image(
     return records
 
 
+def unreadable(error: BaseException) -> bool:
+    """Whether a read failed for the file itself (missing, denied, a folder, ...), not for passing trouble.
+
+    Local files and Beam's own errors raise ``OSError``; object stores' clients raise their own "not found" (GCS:
+    google.api_core's ``NotFound``, HTTP 404), which are no ``OSError``. Anything else (throttling, expired
+    credentials, a server error) fails the bundle so that Beam retries it rather than dropping the image.
+    """
+    return isinstance(error, OSError) or type(error).__name__ == "NotFound" or getattr(error, "code", None) == 404
+
+
 def _loaded(value):
     """A staged value's contents (anything with ``load()``, e.g. ``beam_jobs.staged.Staged``), else the value."""
     return value.load() if hasattr(value, "load") else value
@@ -331,7 +341,9 @@ class ExpandFn(beam.DoFn):
             try:
                 with FileSystems.open(source.path) as f:
                     data = f.read()
-            except Exception as e:  # noqa: BLE001 (object stores raise their own, e.g. GCS's NotFound, not OSError)
+            except Exception as e:
+                if not unreadable(e):
+                    raise  # passing trouble (throttling, credentials): the bundle fails and Beam retries it
                 self._dead.inc()
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(source, "read", "unreadable", e, None))
                 return

@@ -14,7 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import posixpath
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
-from beam_jobs.paths import files_under, is_dir, is_local
+from beam_jobs.paths import files_under, is_dir, is_local, is_object
 from beam_jobs.sources.listing import NO_LABEL, Listing
 from beam_jobs.staged import Staged, unstaged
 from schemas.source import SourceImage
@@ -348,8 +350,8 @@ def find_files(source: str, fmt: str) -> tuple[list[str], str]:
     """Returns the files of a record source (a file, a glob or a directory) and their common root."""
     if any(ch in source for ch in "*?["):
         files = [m.path for m in FileSystems.match([source])[0].metadata_list]
-        root = source.split("*")[0].rsplit("/", 1)[0] + "/"
-    elif FileSystems.exists(source) and not is_dir(source):
+        root = re.split(r"[*?\[]", source, maxsplit=1)[0].rsplit("/", 1)[0] + "/"
+    elif is_object(source):
         files, root = [source], source.rsplit("/", 1)[0] + "/" if "/" in source else ""
     else:
         root = source.rstrip("/") + "/"
@@ -380,11 +382,16 @@ def detect_format(source: str) -> str:
     if low.endswith(".csv"):
         return "csv"
     if is_dir(source):
-        # On an object store the first objects under the prefix tell (listing millions of images would not pay).
-        names = [posixpath.basename(m.path) for m in files_under(source, None if is_local(source) else 1000)]
-        if any(".tfrecord" in n for n in names):
-            return "tfrecord"
-        if any(n.endswith(".parquet") or ".parquet-" in n for n in names):
+        if is_local(source):
+            names = (name for _, _, files in os.walk(source) for name in files)
+        else:  # the first objects under the prefix tell (listing millions of images would not pay)
+            names = (posixpath.basename(m.path) for m in files_under(source, 1000))
+        parquet = False
+        for name in names:  # TFRecord shards win (an expanded dataset holds both formats)
+            if ".tfrecord" in name:
+                return "tfrecord"
+            parquet = parquet or name.endswith(".parquet") or ".parquet-" in name
+        if parquet:
             return "parquet"
     return "imagefolder"
 
