@@ -1,4 +1,9 @@
-"""Small facts about paths on any Beam filesystem."""
+"""Paths on any Beam filesystem: a local disk, or an object store (GCS, S3), which has no folders.
+
+On an object store a "folder" is a prefix that object names share (sometimes with an empty marker object named
+``folder/``): Beam's ``FileSystems.exists`` looks up one object, and its ``delete`` removes a prefix only for a path
+ending in ``/``. These helpers give folders one meaning everywhere (``tests/test_object_store.py``).
+"""
 
 from __future__ import annotations
 
@@ -42,7 +47,8 @@ def files_under(folder: str, limit: int | None = None) -> list:
     wild = bool(_GLOB.search(prefix))
     asked = None if wild or limit is None else limit
     while True:
-        listed = FileSystems.match([_GLOB.sub("?", prefix) + "**"], limits=asked and [asked])[0].metadata_list
+        limits = None if asked is None else [asked]
+        listed = FileSystems.match([_GLOB.sub("?", prefix) + "**"], limits=limits)[0].metadata_list
         found = [m for m in listed if m.path.startswith(prefix) and not m.path.endswith("/")]
         if asked is None or len(found) >= limit or len(listed) < asked:
             return found[:limit]

@@ -1,9 +1,11 @@
 """An in-memory object store for tests, with the semantics of Beam's GCS filesystem (``objstore://bucket/key``).
 
 Object stores have no folders: ``exists`` is true only for an object, a "folder" is a prefix some objects share,
-``delete`` removes a prefix only for a path ending in ``/`` (else the objects its glob matches), and nothing can
-be renamed but object by object. Importing this module registers the scheme with Beam (plugin discovery by
-subclass); objects live in ``OBJECTS`` for the process (an in-process runner's workers share them).
+``delete`` removes a prefix only for a path ending in ``/`` (else the objects its glob matches), nothing can be
+renamed but object by object, reading a missing object raises the client's own ``NotFound`` (no ``OSError``), and
+``exists`` refuses a bucket root (``ValueError``), as Beam's GCS filesystem does. Importing this module registers
+the scheme with Beam (plugin discovery by subclass); objects live in ``OBJECTS`` for the process (an in-process
+runner's workers share them).
 """
 
 from __future__ import annotations
