@@ -32,6 +32,7 @@ from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
 from beam_jobs.paths import delete_tree, exists, files_under, is_bucket, is_object
+from beam_jobs.paths import is_local as is_local_path
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
 from beam_jobs.sinks.finalize import BadFractionError
@@ -284,6 +285,21 @@ def staging_dir(output: str, run_id: str) -> str:
     return f"{output.rstrip('/')}.staging-{run_id}"
 
 
+def _stat_listed_images(listing: Listing) -> None:
+    """Fills the sizes and modification times of the local images a list file names (for refresh and --dry-run).
+
+    On an object store that would cost one request per image before the run, so there they stay unknown: a
+    changed image under an unchanged path and label is then found only by a run that reads it.
+    """
+    for s in listing.images:
+        if s.error is None and s.path and is_local_path(s.path):
+            try:
+                info = os.stat(s.path)
+            except OSError:
+                continue  # the run dead-letters it
+            listing.sizes[s.key], listing.mtimes[s.key] = info.st_size, info.st_mtime
+
+
 def _plan_records(config: JobConfig, fmt: str) -> JobPlan:
     """Plans a run over record files (TFRecord, Parquet, CSV pixel rows, WebDataset tars, list files)."""
     opts = records.RecordOptions(config.image_key, config.label_key, config.image_shape)
@@ -298,6 +314,8 @@ def _plan_records(config: JobConfig, fmt: str) -> JobPlan:
         names = records.parquet_class_names(files[0], config.label_key)
     listing = records.list_records(fmt, files, root, opts, names)
     listing = select(listing, list(config.classes) if config.classes else None, config.limit)
+    if fmt == "list":
+        _stat_listed_images(listing)
     Policy.from_config(config.policy).check_classes(listing.class_names)
     base = config.source.rstrip("/").rsplit("/", 1)[-1].split("*")[0] or "records"
     source = ResolvedSource(fmt, config.source, base, f"Expanded from {base} ({fmt}).")

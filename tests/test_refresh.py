@@ -101,6 +101,14 @@ def test_incremental_refresh_re_expands_a_relabelled_source(capsys, image_folder
     records = [r for r in read_tfrecords(root / "current") if r["source_key"].endswith(images[0].name)]
     assert len(records) == 2 and {r["label_name"] for r in records} == {"dogs"}
     assert main(["verify", str(root / "current")]) == 0
+    # New bytes under the same path and label: a local list file's images are looked at (size, time) before the run.
+    import numpy as np
+
+    images[1].write_bytes(encode(photo_like(np.random.default_rng(5), 48, 64), "PNG" if images[1].suffix == ".png"
+                                 else "JPEG"))  # fmt: skip
+    capsys.readouterr()
+    assert _refresh(listing, root, "--incremental", "--source-format", "list") == 0
+    assert f"{len(images) - 1} unchanged sources reused" in capsys.readouterr().out
 
 
 def test_a_rewritten_record_file_is_new_input(capsys, image_folder, tmp_path):
