@@ -31,7 +31,7 @@ from beam_jobs import balance, forked_workers, launcher_temp, mixing, refresh, s
 from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
-from beam_jobs.paths import delete_tree, exists, files_under, is_bucket, is_object
+from beam_jobs.paths import delete_tree, files_under, is_bucket, is_object
 from beam_jobs.paths import is_local as is_local_path
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
@@ -133,6 +133,11 @@ class JobPlan:
         """Records written per good source image of the augmented split (without a class-balancing plan)."""
         return self.config.copies + int(self.config.include_original)
 
+    @property
+    def tta_views(self) -> int:
+        """Test-time views written per evaluation image (0 without ``--tta``)."""
+        return TTA.from_config(self.config.tta).num_views if self.config.tta else 0
+
     def planned_records(self) -> dict[str, dict[str, dict[str, int]]]:
         """Records each source will give, as ``ExpandFn`` decides them, summed per split and class.
 
@@ -142,8 +147,7 @@ class JobPlan:
         where bytes are the source's size times its records (a rough guide to the output's size). Records are
         counted under their source's class: a mix or a label map gives some copies another class in the run.
         """
-        c = self.config
-        views = TTA.from_config(c.tta).num_views if c.tta else 0
+        c, views = self.config, self.tta_views
         out: dict[str, dict[str, dict[str, int]]] = {}
         for s in self.listing.images:
             split = self.split(s.key)
@@ -169,7 +173,7 @@ class JobPlan:
             "classes": self.listing.class_names,
             "planned": planned,
             "augment_split": c.split,
-            "tta_views": TTA.from_config(c.tta).num_views if c.tta else 0,
+            "tta_views": self.tta_views,
             "moves_labels": c.mix is not None or bool(Policy.from_config(self.policy).label_map),
             "ignored": len(self.listing.ignored),
             "skipped": len(self.listing.skipped),
@@ -447,9 +451,7 @@ def prepare_output(output: str, overwrite: bool) -> None:
     """
     if is_bucket(output):
         raise UserError(f"--output {output} is a whole bucket: give a folder in it, e.g. {output.rstrip('/')}/expanded")
-    if not exists(output):
-        return
-    metas = files_under(output)
+    metas = files_under(output)  # none when it does not exist
     rel = [m.path[len(output.rstrip("/")) :].lstrip("/") for m in metas]
     if not rel:
         return

@@ -18,7 +18,7 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.paths import exists, files_under, is_local
+from beam_jobs.paths import files_under, is_local
 from beam_jobs.sinks.writers import _masked_crc
 
 SUCCESS = "_SUCCESS"
@@ -96,8 +96,6 @@ def count_webdataset(path: str, f) -> int:
 
 
 def _folder_files(path: str) -> list:
-    if not exists(path):
-        return []
     return sorted(files_under(path), key=lambda m: m.path)
 
 
@@ -146,7 +144,7 @@ def publish(staging: str, output: str, run_id: str) -> None:
         return
     # Object stores: no directory rename. Remove the previous run's files, then move the new ones in.
     prefix = output.rstrip("/") + "/"
-    old = [m.path for m in files_under(output)] if exists(output) else []
+    old = [m.path for m in files_under(output)]
     if old:
         FileSystems.delete(old)
     files = [m.path for m in files_under(staging)]
