@@ -573,9 +573,18 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
     version = refresh.new_version(refresh._digest(fingerprints))
     reuse, reuse_from = None, None
     if plan.config.incremental and previous and previous["fingerprints"]["config"] == fingerprints["config"]:
-        if "parquet" in previous["shards"]:
+        damaged = refresh.damaged_shards(root, current, previous)
+        if damaged:
+            print(f"beam-expand: version {current} has {len(damaged)} missing or altered Parquet shard(s) "
+                  f"({', '.join(damaged[:3])}{', ...' if len(damaged) > 3 else ''}): expanding every source afresh",
+                  file=out)  # fmt: skip
+        elif "parquet" in previous["shards"]:
+            # A balancing plan gives each source its K from its class's size: a source is reused only with the K
+            # it had (a class that grew or shrank re-plans its sources).
+            planned, earlier = plan.copies_per_source, previous.get("copies_per_source") or {}
             rows = read_rows(refresh.manifest_path(root, current))
-            reuse = {e["key"]: (e["sha256"], e["label"]) for e in rows if e.get("sha256")}
+            reuse = {e["key"]: (e["sha256"], e["label"]) for e in rows
+                     if e.get("sha256") and planned.get(e["key"]) == earlier.get(e["key"])}  # fmt: skip
             reuse_from = refresh.version_dir(root, current)
     target = refresh.version_dir(root, version)
     plan.config = dataclasses.replace(plan.config, output=target, overwrite=False)

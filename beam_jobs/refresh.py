@@ -27,7 +27,7 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import JobFailed, UserError
-from beam_jobs.paths import delete_tree, is_local
+from beam_jobs.paths import delete_tree, file_size, is_local
 from beam_jobs.sinks.manifest import MANIFEST, read_json
 
 LATEST = "LATEST"
@@ -111,6 +111,24 @@ def read_manifest(root: str, version: str) -> dict[str, Any] | None:
     if not FileSystems.exists(path):
         return None
     return read_json(path, rows=False)
+
+
+def damaged_shards(root: str, version: str, manifest: dict[str, Any], fmt: str = "parquet") -> list[str]:
+    """Returns a version's ``fmt`` shards that are missing or no longer have the size the manifest recorded.
+
+    An incremental run copies unchanged sources' records from these shards: a shard deleted or cut short since
+    would leave those sources without records. One size lookup per shard.
+    """
+    damaged = []
+    for shard in manifest.get("shards", {}).get(fmt, []):
+        path = FileSystems.join(version_dir(root, version), shard["file"])
+        try:
+            size = file_size(path)
+        except Exception:  # noqa: BLE001 (each filesystem raises its own "not found")
+            size = None
+        if size != shard["bytes"]:
+            damaged.append(shard["file"])
+    return damaged
 
 
 def swap_latest(root: str, version: str, expected: Any) -> None:

@@ -111,6 +111,47 @@ def test_incremental_refresh_re_expands_a_relabelled_source(capsys, image_folder
     assert f"{len(images) - 1} unchanged sources reused" in capsys.readouterr().out
 
 
+def _full_run(src, out, *extra):
+    assert main(["run", "--source", str(src), "--output", str(out), "--copies", "2", "--no-progress", *extra]) == 0
+    return fingerprint(out)
+
+
+def test_incremental_balanced_refresh_replans_a_class_that_grew(capsys, image_folder, tmp_path):
+    # With --balance a source's K follows the largest class: one more cat gives two dogs and two owls a third copy.
+    # Reusing those sources' earlier two copies left dogs and owls short of the cats (8, 8 and 10 records).
+    import numpy as np
+
+    root = tmp_path / "root"
+    assert _refresh(image_folder, root, "--incremental", "--balance") == 0
+    (image_folder / "cats" / "cats_9.png").write_bytes(encode(photo_like(np.random.default_rng(7), 48, 64), "PNG"))
+    capsys.readouterr()
+    assert _refresh(image_folder, root, "--incremental", "--balance") == 0
+    assert "8 unchanged sources reused" in capsys.readouterr().out
+    manifest = json.loads((root / "current" / "beam_expand.json").read_text())
+    assert {c: v["records_out"] for c, v in manifest["counts"]["per_class"].items()} == {"cats": 10, "dogs": 10,
+                                                                                         "owls": 10}  # fmt: skip
+    assert fingerprint(root / "current") == _full_run(image_folder, tmp_path / "full", "--balance")
+
+
+def test_incremental_refresh_over_a_damaged_version_expands_afresh(capsys, image_folder, tmp_path):
+    # Unchanged sources' records are copied from the current version's Parquet shards: with a shard gone, they
+    # used to get no records at all, and were still listed as reused.
+    import numpy as np
+
+    root = tmp_path / "root"
+    assert _refresh(image_folder, root, "--incremental") == 0
+    for shard in (root / "current").glob("*.parquet-*"):
+        shard.unlink()
+    (image_folder / "dogs" / "dogs_0.jpg").write_bytes(encode(photo_like(np.random.default_rng(42), 48, 64), "JPEG"))
+    capsys.readouterr()
+    assert _refresh(image_folder, root, "--incremental") == 0
+    out = capsys.readouterr().out
+    assert "missing or altered Parquet shard(s)" in out and "expanding every source afresh" in out
+    manifest = json.loads((root / "current" / "beam_expand.json").read_text())
+    assert manifest["reused_sources"] == [] and manifest["counts"]["records_out"] == 24
+    assert fingerprint(root / "current") == _full_run(image_folder, tmp_path / "full")
+
+
 def test_a_rewritten_record_file_is_new_input(capsys, image_folder, tmp_path):
     # Records are keyed by their position in a file: a shard rewritten with other images but the same labels used
     # to leave the inputs' fingerprint unchanged ("up to date"), so the refresh kept the stale expansion.
