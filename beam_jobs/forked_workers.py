@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shlex
 import signal
@@ -125,6 +126,13 @@ def _worker(listener: socket.socket, launcher: int, path: str) -> None:
         with conn:
             env = json.loads(_read_all(conn))
             from apache_beam.runners.worker import sdk_worker_main
+
+            # A worker started afresh has no logging handlers but the one sending records to the runner (which
+            # prints what its level lets through); the launcher's inherited ones would print the worker's INFO
+            # lines ("Logging handler created.") straight to the terminal.
+            root = logging.getLogger()
+            for handler in root.handlers[:]:
+                root.removeHandler(handler)
 
             log_handler, harness, _ = sdk_worker_main.create_harness(env)
             try:

@@ -38,6 +38,7 @@ def test_fresh_command_forks_its_workers_and_writes_the_same_records(image_folde
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
     assert "2 workers (multi_processing), forked" in two.stdout
     assert "Python sdk harness starting" not in two.stderr  # logged by workers started as usual, not forked ones
+    assert "Logging handler created" not in two.stderr  # printed through the launcher's inherited log handlers
     records = _records(tmp_path / "one")
     assert len(records) == 24 and _records(tmp_path / "two") == records
     assert not _leftovers() - before
