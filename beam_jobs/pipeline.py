@@ -582,9 +582,13 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
             # A balancing plan gives each source its K from its class's size: a source is reused only with the K
             # it had (a class that grew or shrank re-plans its sources).
             planned, earlier = plan.copies_per_source, previous.get("copies_per_source") or {}
+            failed = refresh.dead_letter_keys(root, current)
             rows = read_rows(refresh.manifest_path(root, current))
-            reuse = {e["key"]: (e["sha256"], e["label"]) for e in rows
-                     if e.get("sha256") and planned.get(e["key"]) == earlier.get(e["key"])}  # fmt: skip
+            reuse = {
+                e["key"]: (e["sha256"], e["label"])
+                for e in rows
+                if e.get("sha256") and e["key"] not in failed and planned.get(e["key"]) == earlier.get(e["key"])
+            }
             reuse_from = refresh.version_dir(root, current)
     target = refresh.version_dir(root, version)
     plan.config = dataclasses.replace(plan.config, output=target, overwrite=False)

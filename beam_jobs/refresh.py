@@ -28,6 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.paths import delete_tree, file_size, is_local
+from beam_jobs.sinks.finalize import DEAD_LETTERS
 from beam_jobs.sinks.manifest import MANIFEST, read_json
 
 LATEST = "LATEST"
@@ -129,6 +130,18 @@ def damaged_shards(root: str, version: str, manifest: dict[str, Any], fmt: str =
         if size != shard["bytes"]:
             damaged.append(shard["file"])
     return damaged
+
+
+def dead_letter_keys(root: str, version: str) -> set[str]:
+    """Returns the keys of a version's dead-lettered inputs.
+
+    An unchanged one has no records to reuse: it is read and dead-lettered again, so the new version's counts add up.
+    """
+    path = FileSystems.join(version_dir(root, version), DEAD_LETTERS)
+    if not FileSystems.exists(path):
+        return set()
+    with FileSystems.open(path) as f:
+        return {json.loads(line)["source_key"] for line in f if line.strip()}
 
 
 def swap_latest(root: str, version: str, expected: Any) -> None:

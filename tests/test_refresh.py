@@ -152,6 +152,24 @@ def test_incremental_refresh_over_a_damaged_version_expands_afresh(capsys, image
     assert fingerprint(root / "current") == _full_run(image_folder, tmp_path / "full")
 
 
+def test_incremental_refresh_dead_letters_an_unchanged_bad_input_again(capsys, image_folder, tmp_path):
+    # A dead-lettered input has a content hash but no records: it was "reused" into nothing, and the new version
+    # counted 13 inputs, 12 ok and no dead letter.
+    import numpy as np
+
+    (image_folder / "owls" / "broken.jpg").write_bytes(b"not an image")
+    root = tmp_path / "root"
+    assert _refresh(image_folder, root, "--incremental") == 0
+    (image_folder / "dogs" / "dogs_0.jpg").write_bytes(encode(photo_like(np.random.default_rng(42), 48, 64), "JPEG"))
+    capsys.readouterr()
+    assert _refresh(image_folder, root, "--incremental") == 0
+    assert "11 unchanged sources reused" in capsys.readouterr().out
+    counts = json.loads((root / "current" / "beam_expand.json").read_text())["counts"]
+    assert (counts["images_in"], counts["images_ok"], counts["dead_letters"]) == (13, 12, 1)
+    dead = [json.loads(line) for line in (root / "current" / "dead_letter.jsonl").read_text().splitlines()]
+    assert [d["source_key"] for d in dead] == ["owls/broken.jpg"]
+
+
 def test_a_rewritten_record_file_is_new_input(capsys, image_folder, tmp_path):
     # Records are keyed by their position in a file: a shard rewritten with other images but the same labels used
     # to leave the inputs' fingerprint unchanged ("up to date"), so the refresh kept the stale expansion.
