@@ -579,16 +579,12 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
                   f"({', '.join(damaged[:3])}{', ...' if len(damaged) > 3 else ''}): expanding every source afresh",
                   file=out)  # fmt: skip
         elif "parquet" in previous["shards"]:
-            # A balancing plan gives each source its K from its class's size: a source is reused only with the K
-            # it had (a class that grew or shrank re-plans its sources).
-            planned, earlier = plan.copies_per_source, previous.get("copies_per_source") or {}
-            failed = refresh.dead_letter_keys(root, current)
+            seen, twice = set(), set()
+            for source in plan.listing.images:
+                (twice if source.key in seen else seen).add(source.key)
             rows = read_rows(refresh.manifest_path(root, current))
-            reuse = {
-                e["key"]: (e["sha256"], e["label"])
-                for e in rows
-                if e.get("sha256") and e["key"] not in failed and planned.get(e["key"]) == earlier.get(e["key"])
-            }
+            reuse = refresh.reusable(rows, twice, refresh.dead_letter_keys(root, current), plan.copies_per_source,
+                                     previous.get("copies_per_source") or {})  # fmt: skip
             reuse_from = refresh.version_dir(root, current)
     target = refresh.version_dir(root, version)
     plan.config = dataclasses.replace(plan.config, output=target, overwrite=False)

@@ -132,6 +132,40 @@ def damaged_shards(root: str, version: str, manifest: dict[str, Any], fmt: str =
     return damaged
 
 
+def reusable(
+    rows: Iterable[dict[str, Any]],
+    listed_twice: set[str],
+    failed: set[str],
+    planned_k: dict[str, int],
+    earlier_k: dict[str, int],
+) -> dict[str, tuple[str, int]]:
+    """Key -> (sha256, label) of the previous version's sources an incremental run may copy records from.
+
+    Args:
+        rows: The previous manifest's input rows.
+        listed_twice: Keys listed more than once now (a list file may name a path twice).
+        failed: Keys the previous version dead-lettered (no records to copy).
+        planned_k: K per source of the current balancing plan (empty without one).
+        earlier_k: K per source of the previous version's plan.
+
+    A balancing plan gives each source its K from its class's size: a source is reused only with the K it had (a
+    class that grew or shrank re-plans its sources). A key listed twice (now or before) is expanded afresh: its
+    previous records cannot be told apart per listing.
+    """
+    reuse: dict[str, tuple[str, int]] = {}
+    seen: set[str] = set()
+    for row in rows:
+        key = row["key"]
+        if key in seen:
+            reuse.pop(key, None)
+            continue
+        seen.add(key)
+        same_k = planned_k.get(key) == earlier_k.get(key)
+        if row.get("sha256") and same_k and key not in listed_twice and key not in failed:
+            reuse[key] = (row["sha256"], row["label"])
+    return reuse
+
+
 def dead_letter_keys(root: str, version: str) -> set[str]:
     """Returns the keys of a version's dead-lettered inputs.
 

@@ -1,5 +1,6 @@
 """Refresh mode: versioned outputs, LATEST swapped atomically, no-op reruns, incremental reuse, racing refreshes."""
 
+import hashlib
 import json
 import os
 
@@ -57,6 +58,9 @@ def test_incremental_refresh_reuses_unchanged_sources(capsys, image_folder, tmp_
     full = tmp_path / "full"
     assert main(["run", "--source", str(image_folder), "--output", str(full), "--copies", "2", "--no-progress"]) == 0
     assert fingerprint(full) == new
+    # and the same statistics: the reused sources' pixels count too (they were left out: mean/std of the 2 new images)
+    stats = json.loads((root / "current" / "statistics.json").read_text())
+    assert stats == json.loads((full / "statistics.json").read_text()) and stats["train"]["images"] == 13
 
 
 def test_incremental_reuse_counts_sources_under_their_own_class(capsys, image_folder, tmp_path):
@@ -109,6 +113,14 @@ def test_incremental_refresh_re_expands_a_relabelled_source(capsys, image_folder
     capsys.readouterr()
     assert _refresh(listing, root, "--incremental", "--source-format", "list") == 0
     assert f"{len(images) - 1} unchanged sources reused" in capsys.readouterr().out
+
+
+def _all_records(out):
+    """Every record as (key, copy, label, image digest), duplicates kept, sorted."""
+    rows = read_tfrecords(out)
+    return sorted(
+        (r["source_key"], int(r["copy_index"]), int(r["label"]), hashlib.sha256(r["image"]).digest()) for r in rows
+    )
 
 
 def _full_run(src, out, *extra):
@@ -168,6 +180,25 @@ def test_incremental_refresh_dead_letters_an_unchanged_bad_input_again(capsys, i
     assert (counts["images_in"], counts["images_ok"], counts["dead_letters"]) == (13, 12, 1)
     dead = [json.loads(line) for line in (root / "current" / "dead_letter.jsonl").read_text().splitlines()]
     assert [d["source_key"] for d in dead] == ["owls/broken.jpg"]
+
+
+def test_incremental_refresh_expands_a_path_listed_twice_afresh(capsys, image_folder, tmp_path):
+    # Both listings of a path used to take its previous records once: 2 records and one source short.
+    images = sorted(image_folder.glob("*/*"))
+    listing = tmp_path / "labels.csv"
+    rows = [f"{p},{p.parent.name}" for p in images]
+    listing.write_text("path,label\n" + "\n".join(rows) + "\n")
+    root = tmp_path / "root"
+    assert _refresh(listing, root, "--incremental", "--source-format", "list") == 0
+    listing.write_text("path,label\n" + "\n".join([*rows, rows[0]]) + "\n")
+    capsys.readouterr()
+    assert _refresh(listing, root, "--incremental", "--source-format", "list") == 0
+    assert f"{len(images) - 1} unchanged sources reused" in capsys.readouterr().out
+    counts = json.loads((root / "current" / "beam_expand.json").read_text())["counts"]
+    assert (counts["images_in"], counts["images_ok"], counts["records_out"]) == (13, 13, 26)
+    assert main(["verify", str(root / "current")]) == 0
+    _full_run(listing, tmp_path / "full", "--source-format", "list")
+    assert _all_records(root / "current") == _all_records(tmp_path / "full")
 
 
 def test_a_rewritten_record_file_is_new_input(capsys, image_folder, tmp_path):

@@ -327,6 +327,14 @@ class ExpandFn(beam.DoFn):
             return self._policy.augment(image, seed, key, copy_index, label_name)
         return self._gate.for_source(self._policy, image)(image, seed, key, copy_index, label_name)
 
+    def _sums(self, data: bytes) -> dict[str, Any] | None:
+        """The pixel sums ``expand_image`` reports for a source (decoded and resized the same way), or None."""
+        try:
+            image, _ = decode_image(data)
+        except DecodeError:
+            return None
+        return pixel_sums(self._resize.apply(image, {}) if self._resize is not None else image)
+
     def process(self, element: SourceImage | MixInput):
         """Yields the source's records, or one tagged dead letter."""
         item = element if isinstance(element, MixInput) else MixInput(element)
@@ -348,11 +356,16 @@ class ExpandFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(source, "read", "unreadable", e, None))
                 return
         digest = hashlib.sha256(data).hexdigest()
-        if self._reuse.get(source.key) == (digest, source.label):
-            yield beam.pvalue.TaggedOutput(REUSED, (source.key, source.label_name))
-            yield beam.pvalue.TaggedOutput(SOURCE_INFO, pack_source_info(source.key, digest, True))
-            return
         split = split_of(source.key, self._splits, self._split, self._input_splits, self._split_map)
+        if self._reuse.get(source.key) == (digest, source.label):
+            # Its records are copied from the previous version, but the split's statistics need its pixels again.
+            sums = self._sums(data)
+            if sums is not None:  # else (bytes that no longer decode) it is expanded, and dead-lettered, below
+                yield beam.pvalue.TaggedOutput(REUSED, (source.key, source.label_name))
+                yield beam.pvalue.TaggedOutput(SOURCE_INFO, pack_source_info(source.key, digest, True))
+                if sums["pixels"] and len(sums["sum"]) == 3:
+                    yield beam.pvalue.TaggedOutput(STATS, (split, sums))
+                return
         stats: list = []
         augment = (split == self._augment_split) or not (self._splits or self._input_splits or self._split_map)
         decoded: list | None = [] if self._zca and augment else None
