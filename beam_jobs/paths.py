@@ -7,6 +7,7 @@ ending in ``/``. These helpers give folders one meaning everywhere (``tests/test
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -53,6 +54,23 @@ def files_under(folder: str, limit: int | None = None) -> list:
         if asked is None or len(found) >= limit or len(listed) < asked:
             return found[:limit]
         asked = len(listed) + limit - len(found)  # folder markers took places: ask for as many more
+
+
+def match_under(base: str, pattern: str) -> list[FileMetadata]:
+    """``FileMetadata`` of the files matching ``base + pattern``, sorted by path, on any Beam filesystem.
+
+    ``base`` is taken literally (a ``*?[`` in a user's folder name is no pattern); ``pattern`` is a glob, e.g.
+    ``match_under(dataset + "/", "*.parquet-*")`` for a dataset's Parquet shards.
+    """
+    if is_local(base):
+        found = []
+        for path in sorted(glob.glob(glob.escape(base) + pattern, recursive=True)):
+            if os.path.isfile(path):
+                found.append(FileMetadata(path, os.path.getsize(path), os.path.getmtime(path)))
+        return found
+    listed = FileSystems.match([_GLOB.sub("?", base) + pattern])[0].metadata_list
+    # Each "*?[" of the base matched any one character: other names that it matched are dropped by their prefix.
+    return sorted((m for m in listed if m.path.startswith(base) and not m.path.endswith("/")), key=lambda m: m.path)
 
 
 def exists(path: str) -> bool:

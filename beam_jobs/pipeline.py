@@ -339,12 +339,12 @@ def build_pipeline(
     progress_dir: str | None = None,
     argv=None,
     reuse: dict[str, tuple[str, int]] | None = None,
-    reuse_from: str | None = None,
+    reuse_from: list[str] | None = None,
 ):
     """Adds read -> expand -> write (staged, verified, published) to ``p``; returns the manifest PCollection.
 
-    With ``reuse`` (key -> (sha256, label)) and ``reuse_from`` (a previous version's directory), sources whose bytes
-    and label are unchanged are not expanded again: their records are copied from that version's Parquet shards.
+    With ``reuse`` (key -> (sha256, label)) and ``reuse_from`` (a previous version's Parquet shards), sources whose
+    bytes and label are unchanged are not expanded again: their records are copied from those shards.
 
     Writes the per-input plan to ``<output>.staging-<run_id>/.tmp/plan/`` (``beam_jobs.staged``); the run removes
     it, and a pipeline built but never run leaves it for the next run's ``clean_stale``.
@@ -397,7 +397,7 @@ def build_pipeline(
     expanded = outputs.records
     if reuse and reuse_from:
         reused = outputs.reused | "ReuseRecords" >> ReuseRecords(
-            reuse_from.rstrip("/") + "/*.parquet-*", (c.splits, c.split, input_splits, split_map)
+            reuse_from, (c.splits, c.split, input_splits, split_map)
         )
         expanded = (expanded, reused) | "AllRecords" >> beam.Flatten()
     streams = {"records": expanded, "dead_letter": outputs.dead_letter, "source_info": outputs.source_info,
@@ -585,7 +585,9 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
             rows = read_rows(refresh.manifest_path(root, current))
             reuse = refresh.reusable(rows, twice, refresh.dead_letter_keys(root, current), plan.copies_per_source,
                                      previous.get("copies_per_source") or {})  # fmt: skip
-            reuse_from = refresh.version_dir(root, current)
+            reuse_from = [
+                FileSystems.join(refresh.version_dir(root, current), s["file"]) for s in previous["shards"]["parquet"]
+            ]
     target = refresh.version_dir(root, version)
     plan.config = dataclasses.replace(plan.config, output=target, overwrite=False)
     path, manifest = _run_once(plan, pipeline_args, argv, out, reuse=reuse, reuse_from=reuse_from,

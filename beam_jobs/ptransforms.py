@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.mixing import PairWithPartners
 from beam_jobs.packed_rows import PackedRows
@@ -168,6 +169,15 @@ class ExpandImages(beam.PTransform):
         )
 
 
+def _parquet_rows(path: str, batch: int = 64):
+    """Yields a Parquet file's rows as dicts (``ReadFromParquet``'s), a few at a time: images need not all be held."""
+    import pyarrow.parquet as pq
+
+    with FileSystems.open(path) as f:
+        for rows in pq.ParquetFile(f).iter_batches(batch):
+            yield from rows.to_pylist()
+
+
 def _reused_records(rows: list[dict], split: str, source_class: str) -> list[dict]:
     records = [{**row, "image": row["image"]["bytes"], "split": split} for row in rows]
     records.sort(key=lambda r: (r["copy_index"], r.get("view_index", 0)))  # the order expand_image writes
@@ -210,21 +220,24 @@ class ReuseRecords(beam.PTransform):
     records of reused keys. Only encoded bytes cross the shuffle, never pixels.
 
     Args:
-        pattern: Glob of the previous version's Parquet shards.
+        shards: The previous version's Parquet shards (as its manifest lists them: no glob, so no stray file and
+            no pattern character in the user's folder names).
         split_args: ``(splits, default split, input_splits, split_map)`` (``split_map`` may be ``Staged``), to put
             reused records in their split again.
     """
 
-    def __init__(self, pattern: str, split_args: tuple):
+    def __init__(self, shards: list[str], split_args: tuple):
         super().__init__()
-        self._pattern = pattern
+        self._shards = shards
         self._split_args = split_args
 
     def expand(self, reused):
         """Takes ``(key, class)`` of the reused sources; returns their records."""
         previous = (
             reused.pipeline
-            | "ReadPrevious" >> beam.io.ReadFromParquet(self._pattern)
+            | "PreviousShards" >> beam.Create(self._shards)
+            | "SpreadShards" >> beam.Reshuffle()
+            | "ReadPrevious" >> beam.FlatMap(_parquet_rows)
             | "KeyPrevious" >> beam.Map(lambda row: (row["source_key"], row))
         )
         splits, default, input_splits, split_map = self._split_args

@@ -27,7 +27,7 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import JobFailed, UserError
-from beam_jobs.paths import delete_tree, file_size, is_local
+from beam_jobs.paths import delete_tree, file_size, is_local, match_under
 from beam_jobs.sinks.finalize import DEAD_LETTERS
 from beam_jobs.sinks.manifest import MANIFEST, read_json
 
@@ -224,8 +224,8 @@ def swap_latest(root: str, version: str, expected: Any) -> None:
 
 def prune(root: str, keep: int, protect: set[str]) -> list[str]:
     """Deletes all but the newest ``keep`` versions (never one in ``protect``); returns what was deleted."""
-    pattern = FileSystems.join(root.rstrip("/"), VERSIONS, "*", MANIFEST)
-    versions = sorted({m.path.rstrip("/").split("/")[-2] for m in FileSystems.match([pattern])[0].metadata_list})
+    manifests = match_under(FileSystems.join(root.rstrip("/"), VERSIONS) + "/", "*/" + MANIFEST)
+    versions = sorted({m.path.rstrip("/").split("/")[-2] for m in manifests})
     doomed = [v for v in versions[: max(0, len(versions) - keep)] if v not in protect]
     for v in doomed:
         delete_tree(version_dir(root, v))

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
+from beam_jobs.paths import match_under
 from beam_jobs.sinks.manifest import MANIFEST, read_json
 from beam_jobs.sources.archive import read_members
 
@@ -21,7 +22,7 @@ def find_record(out_dir: str, source_key: str, copy_index: int, view_index: int 
     Raises:
         UserError: No Parquet shards, or no such copy.
     """
-    files = [m.path for m in FileSystems.match([out_dir.rstrip("/") + "/*.parquet-*"])[0].metadata_list]
+    files = [m.path for m in match_under(out_dir.rstrip("/") + "/", "*.parquet-*")]
     if not files:
         raise UserError(f"{out_dir} has no Parquet shards (replay reads them); was it written with --formats parquet?")
     wanted = (pads.field("source_key") == source_key) & (pads.field("copy_index") == copy_index)

@@ -17,6 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageDraw
 
 from beam_jobs.inspect import load_manifest
+from beam_jobs.paths import match_under
 from beam_jobs.preview import _font, _tile, summarize
 
 MAX_COPIES_SHOWN = 6
@@ -50,7 +51,7 @@ def _samples(out: str, manifest: dict) -> dict[str, list[dict]]:
     """Picks one source per class and returns its records, reading images only from the row groups that hold them."""
     import pyarrow.parquet as pq
 
-    files = sorted(m.path for m in FileSystems.match([out.rstrip("/") + "/*.parquet-*"])[0].metadata_list)
+    files = [m.path for m in match_under(out.rstrip("/") + "/", "*.parquet-*")]
     chosen: dict[str, str] = {}  # class -> source shown for it
     shown: dict[str, str] = {}  # and back
     rows: dict[str, list[dict]] = {}

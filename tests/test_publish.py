@@ -179,3 +179,13 @@ def test_verify_accepts_a_dataset_written_before_view_index_existed(image_folder
     table = pq.read_table(out / manifest["shards"]["parquet"][0]["file"])
     pq.write_table(table.drop_columns(["copy_index"]), out / manifest["shards"]["parquet"][0]["file"])
     assert main(["verify", str(out)]) == 1  # a column missing for another reason is still damage
+
+
+def test_clean_stale_takes_the_output_name_literally(tmp_path):
+    # "[1]" in the output's name matched "1": another folder's leftovers were deleted, and its own were kept.
+    mine, other = tmp_path / "run[1]" / "out.staging-a", tmp_path / "run1" / "out.staging-b"
+    for folder in (mine, other):
+        folder.mkdir(parents=True)
+        (folder / "part").write_bytes(b"x")
+    removed = clean_stale(str(tmp_path / "run[1]" / "out"), max_age=0)
+    assert removed == [str(mine)] and not mine.exists() and other.exists()

@@ -201,6 +201,23 @@ def test_incremental_refresh_expands_a_path_listed_twice_afresh(capsys, image_fo
     assert _all_records(root / "current") == _all_records(tmp_path / "full")
 
 
+def test_folder_names_with_pattern_characters_are_taken_literally(capsys, image_folder, tmp_path):
+    # "[1]" in the root's path was read as a glob: the reuse step found no shards and failed, the report had no
+    # samples, and pruning saw no versions.
+    import numpy as np
+
+    root = tmp_path / "runs[1]" / "root"
+    assert _refresh(image_folder, root, "--incremental", "--keep-versions", "1") == 0
+    assert len(list((root / "current" / "report").glob("samples_*.png"))) == 3
+    (image_folder / "dogs" / "dogs_0.jpg").write_bytes(encode(photo_like(np.random.default_rng(42), 48, 64), "JPEG"))
+    capsys.readouterr()
+    assert _refresh(image_folder, root, "--incremental", "--keep-versions", "1") == 0
+    assert "11 unchanged sources reused" in capsys.readouterr().out
+    assert len(read_tfrecords(root / "current")) == 24 and len(list((root / "versions").iterdir())) == 1
+    assert main(["replay", str(root / "current"), "--source-key", "cats/cats_0.jpg", "--copy-index", "1",
+                 "--source", str(image_folder)]) == 0  # fmt: skip
+
+
 def test_a_rewritten_record_file_is_new_input(capsys, image_folder, tmp_path):
     # Records are keyed by their position in a file: a shard rewritten with other images but the same labels used
     # to leave the inputs' fingerprint unchanged ("up to date"), so the refresh kept the stale expansion.

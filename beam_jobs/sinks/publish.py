@@ -18,7 +18,7 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.paths import files_under, is_local
+from beam_jobs.paths import files_under, is_local, match_under
 from beam_jobs.sinks.writers import _masked_crc
 
 SUCCESS = "_SUCCESS"
@@ -155,18 +155,18 @@ def clean_stale(output: str, max_age: float = STALE_SECONDS) -> list[str]:
     """Deletes ``<output>.staging-*`` / ``.old-*`` left by killed or failed runs more than ``max_age`` s ago."""
     base = output.rstrip("/")
     removed = []
-    for pattern in (base + ".staging-*", base + ".old-*"):
+    for suffix in (".staging-*", ".old-*"):
         if is_local(base):
             import glob
 
-            for path in glob.glob(pattern):
+            for path in glob.glob(glob.escape(base) + suffix):  # the user's folder name is no pattern
                 newest = max((os.path.getmtime(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs),
                              default=os.path.getmtime(path))  # fmt: skip
                 if time.time() - newest > max_age:
                     shutil.rmtree(path, ignore_errors=True)
                     removed.append(path)
         else:
-            metas = FileSystems.match([pattern + "/**"])[0].metadata_list
+            metas = match_under(base, suffix + "/**")
             stale = [m.path for m in metas if time.time() - (m.last_updated_in_seconds or time.time()) > max_age]
             if stale:
                 FileSystems.delete(stale)
