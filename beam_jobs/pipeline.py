@@ -567,6 +567,15 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
     previous = refresh.read_manifest(root, current) if current else None
     fingerprints = plan.fingerprints()
     if previous and previous.get("fingerprints") == fingerprints:
+        # --max-bad-fraction is no part of the fingerprint (it changes no record), but a run asked for it fails
+        # over the same inputs whether or not it publishes anything.
+        limit, counts = plan.config.max_bad_fraction, previous["counts"]
+        if limit is not None and counts["images_in"] and counts["dead_letters"] / counts["images_in"] > limit:
+            raise JobFailed(
+                f"{root} is up to date (version {current}), but {counts['dead_letters']} of {counts['images_in']} "
+                f"inputs were dead-lettered ({counts['dead_letters'] / counts['images_in']:.1%}), over "
+                f"--max-bad-fraction {limit}"
+            )
         print(f"beam-expand: {root} is up to date (version {current}: same inputs and config); nothing published",
               file=out)  # fmt: skip
         return refresh.manifest_path(root, current), previous

@@ -218,6 +218,18 @@ def test_folder_names_with_pattern_characters_are_taken_literally(capsys, image_
                  "--source", str(image_folder)]) == 0  # fmt: skip
 
 
+def test_an_up_to_date_refresh_still_fails_over_max_bad_fraction(capsys, image_folder, tmp_path):
+    # The threshold is no part of the fingerprint: the rerun said "up to date" and exited 0 over 2 bad inputs of 14.
+    (image_folder / "owls" / "broken.jpg").write_bytes(b"not an image")
+    (image_folder / "cats" / "empty.png").write_bytes(b"")
+    root = tmp_path / "root"
+    assert _refresh(image_folder, root) == 0
+    capsys.readouterr()
+    assert _refresh(image_folder, root, "--max-bad-fraction", "0.05") == 1
+    assert "2 of 14 inputs were dead-lettered (14.3%), over --max-bad-fraction 0.05" in capsys.readouterr().err
+    assert _refresh(image_folder, root, "--max-bad-fraction", "0.2") == 0
+
+
 def test_a_rewritten_record_file_is_new_input(capsys, image_folder, tmp_path):
     # Records are keyed by their position in a file: a shard rewritten with other images but the same labels used
     # to leave the inputs' fingerprint unchanged ("up to date"), so the refresh kept the stale expansion.
