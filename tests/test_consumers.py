@@ -116,7 +116,7 @@ def test_webdataset_and_image_folder_exports(image_folder, tmp_path):
     assert main(argv) == 0
     files = sorted((out / "images" / "train").rglob("*.*"))
     assert len(files) == 24 and {f.parent.name for f in files} == {"cats", "dogs", "owls"}
-    assert (out / "images" / "train" / "dogs" / "dogs_1_2.jpg").exists()  # <class>/<source>_<copy>.<ext>
+    assert (out / "images" / "train" / "dogs" / "dogs_1_png_2.jpg").exists()  # <class>/<source>_<ext>_<copy>.<ext>
     shard = next(out.glob("animals-train-*.tar"))
     with tarfile.open(shard) as tar:
         names = tar.getnames()
@@ -129,6 +129,74 @@ def test_webdataset_and_image_folder_exports(image_folder, tmp_path):
     assert main(["run", "--source", str(out / "images" / "train"), "--output", str(again), "--copies", "1",
                  "--no-progress"]) == 0  # fmt: skip
     assert len(read_tfrecords(again)) == 24
+
+
+def test_export_names_are_unique_per_source(tmp_path):
+    """Sources that differ only in their extension or in characters a file name cannot keep get their own files."""
+    import tarfile
+
+    from beam_jobs.cli import main
+    from tests.fixtures import encode, photo_like
+
+    src = make_folder(tmp_path / "src", classes=("cat", "dog"), per_class=2)
+    rng = np.random.default_rng(3)
+    for key in ("cat/cat_0.png", "dog/a b.jpg", "dog/a_b.jpg", "dog/a#b.jpg"):
+        (src / key).write_bytes(encode(photo_like(rng, 20, 30), "PNG" if key.endswith(".png") else "JPEG"))
+    out = tmp_path / "out"
+    argv = ["run", "--source", str(src), "--output", str(out), "--copies", "2", "--no-progress",
+            "--formats", "tfrecord,webdataset,imagefolder"]  # fmt: skip
+    assert main(argv) == 0
+    files = sorted((out / "images" / "train").rglob("*.*"))
+    assert len(files) == 8 * 2 and {f.parent.name for f in files} == {"cat", "dog"}
+    assert (out / "images" / "train" / "cat" / "cat_0_png_1.jpg").exists()  # a clean key keeps a readable name
+    assert {len(list((out / "images" / "train" / c).iterdir())) for c in ("cat", "dog")} == {6, 10}
+    with tarfile.open(next(out.glob("*-train-*.tar"))) as tar:
+        keys = [n.split(".", 1)[0] for n in tar.getnames() if n.endswith(".cls")]
+    assert len(keys) == len(set(keys)) == 16
+    assert main(["verify", str(out)]) == 0
+
+
+def test_export_folders_of_class_names_that_are_no_folder_name(tmp_path):
+    """Labels such as ``T-shirt/top`` are kept in the records; their export folder is one safe path component."""
+    from beam_jobs.cli import main
+    from tests.fixtures import encode, photo_like
+
+    rng = np.random.default_rng(4)
+    (tmp_path / "imgs").mkdir()
+    labels = ["T-shirt/top", "T-shirt_top", ".hidden", "a\\b"]
+    rows = ["path,label"]
+    for i, label in enumerate(labels):
+        (tmp_path / "imgs" / f"{i}.png").write_bytes(encode(photo_like(rng, 16, 20), "PNG"))
+        rows.append(f"imgs/{i}.png,{label}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    argv = ["run", "--source", str(tmp_path / "labels.csv"), "--source-format", "list", "--output", str(out),
+            "--copies", "1", "--no-progress", "--formats", "tfrecord,imagefolder"]  # fmt: skip
+    assert main(argv) == 0
+    assert sorted(r["label_name"] for r in read_tfrecords(out)) == sorted(labels)  # labels unchanged
+    folders = [p for p in (out / "images" / "train").iterdir()]
+    assert len(folders) == 4 and all(p.is_dir() and not p.name.startswith(".") for p in folders)
+    assert "T-shirt_top" in {p.name for p in folders}  # a name that is a folder name already is kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "labels.csv", "out"]
+    assert main(["verify", str(out)]) == 0
+
+
+def test_a_class_name_that_leaves_its_folder_is_refused(tmp_path, capsys):
+    """A label such as ``../../x`` is a mistake in the labels, refused before the run: nothing is written."""
+    from beam_jobs.cli import main
+    from tests.fixtures import encode, photo_like
+
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "0.png").write_bytes(encode(photo_like(np.random.default_rng(5), 16, 20), "PNG"))
+    (tmp_path / "imgs" / "1.png").write_bytes((tmp_path / "imgs" / "0.png").read_bytes())
+    (tmp_path / "labels.csv").write_text("imgs/0.png,cat\nimgs/1.png,../../escaped\n")
+    out = tmp_path / "deep" / "out"
+    argv = ["run", "--source", str(tmp_path / "labels.csv"), "--source-format", "list", "--output", str(out),
+            "--copies", "1", "--no-progress", "--formats", "tfrecord,imagefolder"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "'../../escaped'" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.rglob("escaped")) and not out.exists()
 
 
 def test_hugging_face_loads_the_directory_without_data_files(split_dataset, tmp_path):

@@ -7,9 +7,11 @@ TFRecord framing (as TensorFlow writes it)::
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import posixpath
+import re
 import struct
 import tarfile
 from typing import Any
@@ -136,16 +138,53 @@ WRITERS = {"tfrecord": TFRecordShardWriter, "parquet": ParquetShardWriter}
 FORMATS = tuple(WRITERS)
 
 
+# Readable parts of export names are cut to this many characters: at up to 4 UTF-8 bytes each, with the hash and the
+# copy/view suffix, a name stays below the 255 bytes a file system allows.
+_READABLE_MAX = 50
+# A source key kept readable in export names as-is: ``<class>/<stem>.<ext>`` (the other "." becomes "_").
+_PLAIN_FILE = re.compile(rf"[\w-]{{1,{_READABLE_MAX - 8}}}\.[^\W_]{{1,7}}")
+# What a class name cannot keep in a folder name: a leading "." (".", "..", hidden), separators, control characters.
+_NOT_IN_FOLDER_NAMES = re.compile(r"^\.|[/\\\x00-\x1f\x7f]")
+
+
+def _digest(text: str) -> str:
+    """A short stable hash (never ``hash()``, which differs between processes) that keeps a changed name unique."""
+    return hashlib.blake2b(text.encode(), digest_size=5).hexdigest()
+
+
+def _readable(text: str) -> str:
+    """``text`` with each character other than letters, digits, ``-`` and ``_`` replaced by ``_``; cut short."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:_READABLE_MAX]
+
+
 def flat_name(record: dict[str, Any]) -> str:
-    """A file-name-safe, unique stem for one record: source key without its extension, copy index (and view)."""
+    """A file-name-safe stem, unique per source key, for one record: key, copy index (and view).
+
+    A key ``<class>/<stem>.<ext>`` of plain characters gives ``<stem>_<ext>``; any other key gives its readable
+    form plus ``-`` and a hash of the key, so ``a b.jpg`` and ``a_b.jpg``, or ``x.jpg`` and ``x.png``, never share
+    a name (a plain stem ends in ``_<ext>``, a hashed one in ``-<hex>``: the two kinds cannot meet either).
+    """
     key = record["source_key"]
-    parts = key.split("/", 1)
     # The class folder is already the parent directory in exports; keep the rest of the key's path.
-    rest = parts[1] if len(parts) == 2 and parts[0] == record["label_name"] else key
-    stem = posixpath.splitext(rest)[0] if "#" not in rest else rest
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem.replace("/", "__").replace("#", "_"))
+    prefix = f"{record['label_name']}/"
+    rest = key[len(prefix) :] if key.startswith(prefix) else key
+    stem = _readable(rest)
+    if not (key.startswith(prefix) and _PLAIN_FILE.fullmatch(rest)):
+        stem += f"-{_digest(key)}"
     view = record.get("view_index", 0)
-    return f"{safe}_{record['copy_index']}" + (f"_view{view}" if view else "")
+    return f"{stem}_{record['copy_index']}" + (f"_view{view}" if view else "")
+
+
+def class_folder(name: str) -> str:
+    """The export folder of a class: one path component, distinct for distinct classes.
+
+    A name that is a plain folder name is kept; one that is empty, hidden (``.``, ``..``, ``.x``), too long or
+    holds ``/``, a backslash or control characters (``T-shirt/top``) gets those replaced by ``_`` plus ``-`` and a
+    hash of the name, so it can neither leave ``images/<split>`` nor merge with another class.
+    """
+    if name and len(name) <= _READABLE_MAX and not _NOT_IN_FOLDER_NAMES.search(name):
+        return name
+    return _NOT_IN_FOLDER_NAMES.sub("_", name[:_READABLE_MAX]) + f"-{_digest(name)}"
 
 
 def _extension(image: bytes) -> str:
@@ -194,6 +233,9 @@ class WebDatasetShardWriter:
 class ImageFolderWriter:
     """Exports records as files ``images/<split>/<class>/<source>_<copy>.<ext>`` (what ``save_to_dir`` users want).
 
+    Folder and file names come from ``class_folder`` and ``flat_name``: single, safe path components, one per class
+    and per record.
+
     Names are a pure function of the record, so a retried bundle rewrites the same files with the same bytes;
     they are written straight into the staging directory (``<staging>/.tmp/...`` -> ``<staging>/images``).
     """
@@ -210,7 +252,7 @@ class ImageFolderWriter:
     def write(self, record: dict[str, Any]) -> None:
         """Writes one image file."""
         name = f"{flat_name(record)}.{_extension(record['image'])}"
-        with FileSystems.create(FileSystems.join(self._root, record["label_name"], name)) as f:
+        with FileSystems.create(FileSystems.join(self._root, class_folder(record["label_name"]), name)) as f:
             f.write(record["image"])
         self.num_bytes += len(record["image"])
 

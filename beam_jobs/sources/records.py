@@ -289,6 +289,24 @@ SCANNERS = {
 }
 
 
+def _check_class_names(names: list[str]) -> None:
+    """Refuses class names that, read as a path, leave their folder or name none: surely a mistake in the labels.
+
+    Other names are fine (``T-shirt/top`` is Fashion-MNIST's); an ``imagefolder`` export makes them safe folder
+    names (``beam_jobs.sinks.writers.class_folder``).
+
+    Raises:
+        UserError: A name is empty, holds a NUL, is absolute or has a ``.`` or ``..`` part.
+    """
+    for name in names:
+        parts = name.replace("\\", "/").split("/")
+        if not name or "\0" in name or name.startswith(("/", "\\")) or {".", ".."} & set(parts):
+            raise UserError(
+                f"label {name!r} is no usable class name (empty, a NUL, an absolute path, or a '.' or '..' part); "
+                "fix the labels of the source"
+            )
+
+
 def list_records(fmt: str, files: list[str], root: str, opts: RecordOptions, class_names: list[str] | None):
     """Scans record files and returns the listing (class names from the source, else from the labels).
 
@@ -303,6 +321,7 @@ def list_records(fmt: str, files: list[str], root: str, opts: RecordOptions, cla
             class_names = [str(i) for i in range(max(labels) + 1)]
         else:
             class_names = sorted({str(v) for v in labels})
+    _check_class_names(class_names)
     index = {n: i for i, n in enumerate(class_names)}
     images, problems = [], []
     for it in items:
