@@ -16,7 +16,7 @@ from beam_jobs.sources import datasets
 from beam_jobs.sources.archive import list_archive, safe_name
 from beam_jobs.sources.datasets import RemoteDataset, resolve
 from beam_jobs.sources.listing import list_folder, select
-from tests.fixtures import make_tgz
+from tests.fixtures import make_folder, make_tgz
 
 
 def test_folder_listing_sorts_classes_and_reports_other_files(image_folder):
@@ -70,6 +70,22 @@ def test_archive_listing_ignores_hostile_members(image_folder, tmp_path):
     assert listing.class_names == ["cats", "dogs", "owls"] and len(listing.images) == 6
     assert {"../escape.jpg", "/abs/x.jpg", "root/cats/link.jpg", "__MACOSX/cats/._a.jpg"} <= set(listing.ignored)
     assert not (tmp_path / "escape.jpg").exists() and not Path("/abs").exists()
+
+
+@pytest.mark.parametrize("junk", ["__MACOSX/flower_photos/daisy/._daisy_0.jpg", "README.txt", ".DS_Store"])
+def test_junk_beside_the_root_folder_does_not_hide_it(tmp_path, junk):
+    """A ``__MACOSX/`` folder or a file beside ``flower_photos/`` is ignored and listed; classes stay the folders."""
+    folder = make_folder(tmp_path / "src", classes=("daisy", "roses"), per_class=3)
+    tgz = make_tgz(folder, tmp_path / "a.tgz")
+    with tarfile.open(tgz) as src, tarfile.open(tmp_path / "b.tgz", "w:gz") as dst:
+        for member in src.getmembers():
+            dst.addfile(member, src.extractfile(member))
+        info = tarfile.TarInfo(junk)
+        info.size = 4
+        dst.addfile(info, io.BytesIO(b"junk"))
+    listing, prefix, _ = list_archive(str(tmp_path / "b.tgz"))
+    assert prefix == "flower_photos/" and listing.class_names == ["daisy", "roses"]
+    assert listing.per_class() == {"daisy": 3, "roses": 3} and junk in listing.ignored
 
 
 class _Server:

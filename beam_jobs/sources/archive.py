@@ -2,7 +2,8 @@
 
 Member paths are never trusted: absolute names, ``..`` components, links, devices and other non-regular members
 are ignored and reported, so nothing is ever written anywhere because of an archive. When every member sits
-under one top-level folder (``flower_photos/...``), that folder is the dataset root and keys are relative to it.
+under one top-level folder (``flower_photos/...``), that folder is the dataset root and keys are relative to it;
+junk beside it (``__MACOSX/``, a README) is ignored and listed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
-from beam_jobs.sources.listing import Listing, build_listing
+from beam_jobs.sources.listing import Listing, build_listing, classify_key
 from beam_jobs.staged import Staged, unstaged
 from schemas.source import SourceImage
 
@@ -115,12 +116,10 @@ def list_archive(path: str) -> tuple[Listing, str, bytes | None]:
                 f"cannot read archive {path}: {e}; pass a valid .tar/.tgz or a folder as --source"
             ) from None
         problems.append(f"archive damaged after {len(names)} members ({type(e).__name__}: {e}); the rest is lost")
-    tops = {n.split("/")[0] for n in names}
-    prefix = ""
-    if len(tops) == 1 and all("/" in n for n in names):
-        prefix = tops.pop() + "/"
+    prefix = _root_prefix(names)
     entries = [(n[len(prefix) :], None, sizes[n], mtimes[n]) for n in names if n.startswith(prefix)]
     listing = build_listing(entries)
+    listing.ignored.extend(sorted(n for n in names if not n.startswith(prefix)))  # beside the root folder: junk
     listing.ignored.extend(sorted(unsafe))
     listing.ignored.extend(f"{d} (duplicate member name)" for d in duplicates)
     listing.problems.extend(problems)
@@ -128,6 +127,16 @@ def list_archive(path: str) -> tuple[Listing, str, bytes | None]:
         raise UserError(f"archive {path} holds no images in class folders (<class>/<image>.jpg)")
     license_bytes = next((licenses[prefix + n] for n in LICENSE_NAMES if prefix + n in licenses), None)
     return listing, prefix, license_bytes
+
+
+def _root_prefix(names: list[str]) -> str:
+    """The root folder (``flower_photos/``) when every member that would be used sits under one; else ``""``.
+
+    Members that are ignored anyway (``__MACOSX/``, ``.DS_Store``, a README beside the folder) do not count: they
+    would otherwise make the root folder the only class.
+    """
+    tops = {n.split("/")[0] for n in names if classify_key(n) != "ignored"}  # such keys always hold a "/"
+    return f"{tops.pop()}/" if len(tops) == 1 else ""
 
 
 def read_members(path: str, names: set[str]) -> dict[str, bytes]:
