@@ -5,6 +5,7 @@ Decoding (``transforms.codec.decode_image``) and the whole job on a folder and o
 
 import io
 import json
+import os
 import struct
 import tarfile
 import zlib
@@ -187,6 +188,20 @@ def test_the_job_on_a_messy_folder(tmp_path, cache_dir):
     assert len(read_tfrecords(out)) == 6
     assert manifest["duplicate_content"] == [["cats/ok.jpg", "cats/same_bytes.jpg"]]
     assert all(e["sha256"] for e in manifest["listing"]["images"])
+
+
+def test_a_file_name_that_is_not_utf8_is_ignored_and_listed(tmp_path, cache_dir):
+    """A name a file system holds as bytes that are not UTF-8 is no key (keys are text): ignored and listed."""
+    root = tmp_path / "src"
+    for name in ("cats/ok.jpg", "dogs/ok.png"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(encode(RGB, name.rsplit(".", 1)[1].replace("jpg", "JPEG").upper()))
+    (root / "dogs" / os.fsdecode(b"caf\xe9.jpg")).write_bytes(encode(RGB, "JPEG"))
+    out = tmp_path / "out"
+    manifest = run(out, source=str(root), copies=2, cache_dir=str(cache_dir))
+    c = manifest["counts"]
+    assert (c["images_in"], c["images_ok"], c["dead_letters"], c["ignored_files"]) == (2, 2, 0, 1)
+    assert manifest["listing"]["ignored"] == ["dogs/caf\\udce9.jpg"] and len(read_tfrecords(out)) == 4
 
 
 def _tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]], mode="w:gz") -> bytes:

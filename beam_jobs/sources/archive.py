@@ -18,7 +18,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
-from beam_jobs.sources.listing import Listing, build_listing, classify_key
+from beam_jobs.sources.listing import Listing, build_listing, classify_key, is_text
 from beam_jobs.staged import Staged, unstaged
 from schemas.source import SourceImage
 
@@ -34,9 +34,7 @@ def is_archive(path: str) -> bool:
 
 def safe_name(name: str) -> str | None:
     """Returns the normalized POSIX member name, or None if it is absolute, escapes the archive or is not UTF-8."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:  # tarfile keeps undecodable bytes as surrogates; keys must be real text
+    if not is_text(name):  # tarfile keeps undecodable bytes as surrogates; keys must be real text
         return None
     name = name.replace("\\", "/")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):

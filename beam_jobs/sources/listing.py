@@ -1,8 +1,9 @@
 """What a source holds, found before the pipeline starts (for ``--dry-run``, progress and the manifest).
 
 Layout (``flow_from_directory`` / tf_flowers ``flower_photos``): one sub-folder per class under the dataset root;
-class names are the sorted folder names and a label is the index into them. Files directly at the root are
-ignored and reported; files with a non-image extension inside class folders are skipped and counted.
+class names are the sorted folder names and a label is the index into them. Files directly at the root, junk and
+names that are not UTF-8 are ignored and reported; files with a non-image extension inside class folders are
+skipped and counted.
 """
 
 from __future__ import annotations
@@ -50,10 +51,22 @@ class Listing:
         return counts
 
 
+def is_text(name: str) -> bool:
+    """Whether a name is real text: a file system hands names that are not UTF-8 over as lone surrogates."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def classify_key(key: str) -> str:
-    """Says what a relative key is: ``image``, ``skipped`` (non-image in a class folder) or ``ignored``."""
+    """Says what a relative key is: ``image``, ``skipped`` (non-image in a class folder) or ``ignored``.
+
+    A key that is not UTF-8 is ``ignored``: keys are text (in records, seeds and the manifest).
+    """
     parts = key.split("/")
-    if any(p in _JUNK or p.startswith(".") for p in parts):
+    if not is_text(key) or any(p in _JUNK or p.startswith(".") for p in parts):
         return "ignored"
     if len(parts) < 2:
         return "ignored"
@@ -68,7 +81,7 @@ def build_listing(entries: list[tuple]) -> Listing:
     for key, path, size, *rest in sorted(entries, key=lambda e: e[0]):
         kind = classify_key(key)
         if kind == "ignored":
-            ignored.append(key)
+            ignored.append(key if is_text(key) else key.encode("utf-8", "backslashreplace").decode())  # printable
         elif kind == "skipped":
             skipped.append(key)
         else:
