@@ -23,11 +23,13 @@ def is_local(path: str) -> bool:
     return FileSystems.get_scheme(path) in (None, "file")
 
 
-def files_under(folder: str, limit: int | None = None) -> list:
+def files_under(folder: str, limit: int | None = None, dangling_links: bool = False) -> list:
     """``FileMetadata`` of the files under ``folder`` (recursively; at most ``limit``), on any Beam filesystem.
 
     The folder's name is taken literally (``*?[`` in it are no pattern). Object stores' folder markers (empty
     objects named ``folder/``, made by the GCS console and TensorFlow's gfile) are no files and are left out.
+    A local link whose target is gone is no file either, unless ``dangling_links`` (an input listing, where it
+    must become a dead letter, not vanish): then it is listed with size 0 and time 0.
     """
     if is_local(folder):  # walked: Beam's local match would read a "[" in the name as a pattern
         found = []
@@ -36,9 +38,12 @@ def files_under(folder: str, limit: int | None = None) -> list:
                 path = os.path.join(parent, name)
                 try:
                     info = os.stat(path)
-                except OSError:  # vanished, or a dangling link: not a file
-                    continue
-                found.append(FileMetadata(path, info.st_size, info.st_mtime))
+                    size, mtime = info.st_size, info.st_mtime
+                except OSError:  # vanished, or a dangling link
+                    if not (dangling_links and os.path.islink(path)):
+                        continue
+                    size, mtime = 0, 0.0
+                found.append(FileMetadata(path, size, mtime))
                 if limit is not None and len(found) >= limit:
                     return found
         return found

@@ -204,6 +204,20 @@ def test_a_file_name_that_is_not_utf8_is_ignored_and_listed(tmp_path, cache_dir)
     assert manifest["listing"]["ignored"] == ["dogs/caf\\udce9.jpg"] and len(read_tfrecords(out)) == 4
 
 
+def test_a_dangling_link_in_a_class_folder_is_an_unreadable_dead_letter(tmp_path, cache_dir):
+    """A link whose target is gone is listed like a file that vanished before it was read: never silently dropped."""
+    root = tmp_path / "src"
+    for name in ("cats/ok.jpg", "dogs/ok.jpg"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(encode(RGB, "JPEG"))
+    (root / "dogs" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    out = tmp_path / "out"
+    manifest = run(out, source=str(root), copies=2, cache_dir=str(cache_dir))
+    c = manifest["counts"]
+    assert (c["images_in"], c["images_ok"], c["dead_letters"]) == (3, 2, 1)
+    assert dead(out) == {"dogs/gone.jpg": "unreadable"} and len(read_tfrecords(out)) == 4
+
+
 def _tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]], mode="w:gz") -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode=mode, format=tarfile.GNU_FORMAT) as tar:

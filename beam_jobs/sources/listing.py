@@ -101,7 +101,7 @@ def list_folder(root: str) -> Listing:
     """
     root = root.rstrip("/")
     try:
-        matches = files_under(root)
+        matches = files_under(root, dangling_links=True)  # a dangling link is read, and dead-lettered
     except Exception as e:  # BeamIOError wraps the filesystem's own error
         raise UserError(f"cannot list {root}: {e}") from None
     entries = []
