@@ -146,6 +146,17 @@ def test_other_modes_decode(mode):
     assert image.shape == (40, 60, 3) and image.dtype == np.uint8 and step["params"]["mode"] == mode
 
 
+def test_float_images_with_nan_or_inf_scale_over_their_finite_pixels():
+    """NaN and -inf take the darkest value, +inf the brightest; an image without one finite pixel is empty."""
+    pixels = np.array([[0.0, 1.0, 2.0], [4.0, np.nan, np.inf], [-np.inf, 4.0, 0.0]], dtype=np.float32)
+    image, step = decode_image(save(Image.fromarray(pixels), "TIFF"))
+    assert step["params"]["mode"] == "F"
+    assert image[:, :, 0].tolist() == [[0, 64, 128], [255, 0, 255], [0, 255, 0]]
+    with pytest.raises(DecodeError) as e:
+        decode_image(save(Image.fromarray(np.full((3, 3), np.nan, np.float32)), "TIFF"))
+    assert e.value.reason == "empty_image"
+
+
 def test_animated_gif_and_multipage_tiff_give_frame_zero():
     frames = [Image.fromarray(RGB), Image.fromarray(255 - RGB)]
     for fmt in ("GIF", "TIFF"):

@@ -144,7 +144,13 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
             return np.repeat((arr.astype(np.uint32) >> 8).astype(np.uint8)[:, :, None], 3, axis=2)
     if img.mode in ("I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
+        finite = np.isfinite(arr)
+        if not finite.any():
+            raise DecodeError("empty_image", "no pixel has a finite value (all NaN or infinite)")
+        # Scaled over the finite pixels (one NaN or inf made every pixel 0); NaN and -inf are the darkest value,
+        # +inf the brightest.
+        lo, hi = float(arr[finite].min()), float(arr[finite].max())
+        arr = np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo)
         arr = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
         return np.repeat(np.rint(arr).astype(np.uint8)[:, :, None], 3, axis=2)
     if img.mode == "P" and "transparency" in img.info:
