@@ -128,3 +128,81 @@ def test_corrupt_record_inputs_are_dead_lettered_with_their_location(tmp_path, c
     assert dead(out) == {"a.parquet#1": "missing_image", "b.parquet": "schema_mismatch", "c.parquet": "corrupt_shard",
                          "d.parquet#0": "missing_label"}  # fmt: skip
     assert m["counts"]["images_ok"] == 1 and m["counts"]["images_in"] == 5
+
+
+def tf_example(image: bytes, label) -> bytes:
+    """A ``tf.train.Example`` with an ``image`` and a ``label`` (int, bytes or float list)."""
+    import tensorflow as tf
+
+    kind = {int: "int64_list", bytes: "bytes_list", float: "float_list"}[type(label)]
+    value = {"int64_list": tf.train.Int64List, "bytes_list": tf.train.BytesList, "float_list": tf.train.FloatList}
+    features = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
+                "label": tf.train.Feature(**{kind: value[kind](value=[label])})}  # fmt: skip
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def webdataset(path, members: list[tuple[str, bytes]]):
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def names_by_key(out, manifest) -> dict[str, str]:
+    """source_key -> label_name of the written records, checking that every label indexes its own name."""
+    rows = read_tfrecords(out)
+    assert all(manifest["class_names"][int(r["label"])] == r["label_name"] for r in rows)
+    for name, c in manifest["counts"]["per_class"].items():
+        assert c["images_in"] == c["images_ok"] + c["dead_letters"], name
+    return {r["source_key"]: r["label_name"] for r in rows}
+
+
+def test_a_label_keeps_its_own_name(tmp_path, cache_dir):
+    rng = np.random.default_rng(3)
+    png = lambda: encode(photo_like(rng, 8, 8), "PNG")  # noqa: E731
+
+    pixels = tmp_path / "px.csv"
+    labels = [0, 0, 1, 1, 2, 2, -1]
+    pixels.write_text("".join(f"{v}," + ",".join(["9"] * 16) + "\n" for v in labels))
+    out = tmp_path / "csv"
+    m = run(out, source=str(pixels), copies=1, cache_dir=str(cache_dir), source_format="csv", image_shape=(4, 4, 1))
+    assert m["class_names"] == ["-1", "0", "1", "2"]
+    assert names_by_key(out, m) == {f"px.csv#{i}": str(v) for i, v in enumerate(labels)}
+
+    tfr = tmp_path / "tfr"
+    tfr.mkdir()
+    (tfr / "a.tfrecord").write_bytes(b"".join(tfrecord_frame(tf_example(png(), v)) for v in [0, 1, 2, -1, 0.5]))
+    out = tmp_path / "tfr_out"
+    m = run(out, source=str(tfr), copies=1, cache_dir=str(cache_dir))
+    assert m["class_names"] == ["-1", "0", "1", "2"] and dead(out) == {"a.tfrecord#4": "unknown_label"}
+    assert names_by_key(out, m) == {"a.tfrecord#0": "0", "a.tfrecord#1": "1", "a.tfrecord#2": "2", "a.tfrecord#3": "-1"}
+    (tfr / "label.labels.txt").write_text("cat\ndog\n")  # TFDS names: an int is an index into them
+    out = tmp_path / "tfds_out"
+    m = run(out, source=str(tfr), copies=1, cache_dir=str(cache_dir))
+    assert m["class_names"] == ["cat", "dog"] and names_by_key(out, m) == {"a.tfrecord#0": "cat", "a.tfrecord#1": "dog"}
+    assert set(dead(out).values()) == {"unknown_label"} and len(dead(out)) == 3
+
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"image": [png() for _ in range(4)], "label": [0, 1, 2, -1]}), plain)
+    out = tmp_path / "pq_out"
+    m = run(out, source=str(plain), copies=1, cache_dir=str(cache_dir))
+    assert names_by_key(out, m) == {"plain.parquet#0": "0", "plain.parquet#1": "1", "plain.parquet#2": "2",
+                                    "plain.parquet#3": "-1"}  # fmt: skip
+
+    shard = tmp_path / "mixed.tar"
+    members = [("s0.png", png()), ("s0.cls", b"cat"), ("s1.png", png()), ("s1.cls", b"dog"), ("s2.png", png()),
+               ("s2.cls", b"1"), ("s3.png", png()), ("s3.json", b'{"label": [1]}')]  # fmt: skip
+    webdataset(shard, members)
+    out = tmp_path / "wds_out"
+    m = run(out, source=str(shard), copies=1, cache_dir=str(cache_dir), source_format="tar")
+    assert m["class_names"] == ["1", "cat", "dog"] and dead(out) == {"mixed.tar/s3": "unknown_label"}
+    assert names_by_key(out, m) == {"mixed.tar/s0": "cat", "mixed.tar/s1": "dog", "mixed.tar/s2": "1"}
+
+    (tmp_path / "a.png").write_bytes(png())
+    (tmp_path / "b.png").write_bytes(png())
+    listing = tmp_path / "mixed.csv"
+    listing.write_text("path,label\na.png,cat\nb.png,1\n")
+    out = tmp_path / "list_out"
+    m = run(out, source=str(listing), copies=1, cache_dir=str(cache_dir), source_format="list")
+    assert names_by_key(out, m) == {"a.png": "cat", "b.png": "1"}

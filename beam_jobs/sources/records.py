@@ -34,6 +34,7 @@ from beam_jobs.staged import Staged, unstaged
 from schemas.source import SourceImage
 
 FORMATS = ("imagefolder", "list", "tfrecord", "parquet", "csv", "tar")
+_INT = re.compile(r"-?[0-9]+")  # an integer label written as text (str.isdigit accepts "²", which int() refuses)
 
 
 @dataclass
@@ -194,7 +195,7 @@ def _is_number(text: str) -> bool:
 
 
 def _is_int(text: str) -> bool:
-    return text.strip().lstrip("-").isdigit()
+    return _INT.fullmatch(text.strip()) is not None
 
 
 # --- WebDataset tar shards ------------------------------------------------------------------------------------
@@ -310,34 +311,49 @@ def _check_class_names(names: list[str]) -> None:
 def list_records(fmt: str, files: list[str], root: str, opts: RecordOptions, class_names: list[str] | None):
     """Scans record files and returns the listing (class names from the source, else from the labels).
 
-    Integer labels without names become classes ``"0".."max"`` (the index is kept); string labels are sorted.
-    A label outside the named classes is dead-lettered as ``unknown_label`` — never defaulted.
+    With class names from the source (TFDS ``label.labels.txt``, HF ``ClassLabel``) an integer label is an index
+    into them, as TFDS and HF store labels. Otherwise a label's class name is ``str(label)``: non-negative
+    integers alone become classes ``"0".."max"`` (the index is the value), anything else sorted names (integers
+    in numeric order first). A label that names no class (an index outside the names, HF's ``-1`` "no label", a
+    float or a list) is dead-lettered as ``unknown_label`` — never defaulted.
     """
     items = [item for path in files for item in SCANNERS[fmt](path, root, opts, with_data=False)]
-    labels = [it.label for it in items if it.error is None]
-    ints = bool(labels) and all(isinstance(v, int) for v in labels)
+    by_index = class_names is not None
     if class_names is None:
-        if ints and min(labels) >= 0:
-            class_names = [str(i) for i in range(max(labels) + 1)]
-        else:
-            class_names = sorted({str(v) for v in labels})
+        class_names = _class_names([it.label for it in items if it.error is None and _is_label(it.label)])
     _check_class_names(class_names)
     index = {n: i for i, n in enumerate(class_names)}
     images, problems = [], []
     for it in items:
-        error, label, name = it.error, 0, NO_LABEL
-        if error is None:
-            if isinstance(it.label, int) and not isinstance(it.label, bool) and 0 <= it.label < len(class_names):
-                label, name = it.label, class_names[it.label]  # an index, as TFDS and HF store labels
-            elif not isinstance(it.label, int) and str(it.label) in index:
-                label, name = index[str(it.label)], str(it.label)
-            else:
-                error = "unknown_label"  # never defaulted
-                label, name = 0, NO_LABEL
+        found = _class_of(it.label, class_names, index, by_index)
+        error = it.error or (None if found else "unknown_label")  # never defaulted
+        label, name = found or (0, NO_LABEL)
         images.append(SourceImage(it.key, label, name, path=it.path, error=error))
     if not any(s.error is None for s in images):
         problems.append("no usable records found")
     return Listing(class_names, images, problems=problems)
+
+
+def _is_label(value: Any) -> bool:
+    # bool is an int subclass, but True is no class; floats, lists and dicts are not labels either.
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _class_names(labels: list[int | str]) -> list[str]:
+    """Class names of sources that name none: ``"0".."max"`` for non-negative ints, else the sorted names."""
+    if labels and all(isinstance(v, int) and v >= 0 for v in labels):
+        return [str(i) for i in range(max(labels) + 1)]
+    return sorted({str(v) for v in labels}, key=lambda n: (0, int(n), "") if _is_int(n) else (1, 0, n))
+
+
+def _class_of(label: Any, class_names: list[str], index: dict[str, int], by_index: bool) -> tuple[int, str] | None:
+    """Returns (index, name) of a label's class, or None when it names none."""
+    if not _is_label(label):
+        return None
+    if by_index and isinstance(label, int):
+        return (label, class_names[label]) if 0 <= label < len(class_names) else None
+    name = str(label)
+    return (index[name], name) if name in index else None
 
 
 class ReadRecordsFn(beam.DoFn):
