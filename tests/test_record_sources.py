@@ -10,7 +10,9 @@ import tarfile
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+from beam_jobs.errors import UserError
 from beam_jobs.sinks.writers import tfrecord_frame
 from schemas.tf_example import encode_example
 from tests.fixtures import encode, photo_like, read_tfrecords
@@ -206,3 +208,64 @@ def test_a_label_keeps_its_own_name(tmp_path, cache_dir):
     out = tmp_path / "list_out"
     m = run(out, source=str(listing), copies=1, cache_dir=str(cache_dir), source_format="list")
     assert names_by_key(out, m) == {"a.png": "cat", "b.png": "1"}
+
+
+def test_a_repeated_key_is_a_dead_letter_under_its_own_class(tmp_path, cache_dir):
+    rng = np.random.default_rng(4)
+    png = lambda: encode(photo_like(rng, 8, 8), "PNG")  # noqa: E731
+    shard = tmp_path / "dup.tar"
+    webdataset(shard, [("s0.png", png()), ("s0.cls", b"0"), ("s1.png", png()), ("s1.cls", b"1"),
+                       ("s0.jpg", encode(photo_like(rng, 8, 8), "JPEG")), ("s0.cls", b"1")])  # fmt: skip
+    out = tmp_path / "wds"
+    m = run(out, source=str(shard), copies=1, cache_dir=str(cache_dir), source_format="tar")
+    assert names_by_key(out, m) == {"dup.tar/s0": "0", "dup.tar/s1": "1"}  # the first s0 is kept
+    assert dead(out) == {"dup.tar/s0 (duplicate 2)": "duplicate_key"}
+    per_class = {n: (c["images_in"], c["images_ok"]) for n, c in m["counts"]["per_class"].items()}
+    assert per_class == {"0": (1, 1), "1": (2, 1)}
+
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(png())
+    listing = tmp_path / "dup.csv"
+    listing.write_text("a.png,cat\nb.png,dog\na.png,cat\na.png,dog\n")  # a.png twice as cat, then as dog
+    out = tmp_path / "list"
+    m = run(out, source=str(listing), copies=1, cache_dir=str(cache_dir), source_format="list")
+    assert dead(out) == {"dup.csv#4": "duplicate_key"}
+    per_class = {n: (c["images_in"], c["images_ok"]) for n, c in m["counts"]["per_class"].items()}
+    assert per_class == {"cat": (2, 2), "dog": (2, 1)}
+
+
+def list_run(tmp_path, cache_dir, name: str, content: bytes | str):
+    """Runs the job on a list file ``name`` naming ``a.png`` and ``b.png`` (written beside it)."""
+    rng = np.random.default_rng(5)
+    for image in ("a.png", "b.png"):
+        (tmp_path / image).write_bytes(encode(photo_like(rng, 8, 8), "PNG"))
+    listing = tmp_path / name
+    listing.write_bytes(content.encode() if isinstance(content, str) else content)
+    out = tmp_path / f"out_{name}"
+    m = run(out, source=str(listing), copies=1, cache_dir=str(cache_dir), source_format="list")
+    return m, dead(out), names_by_key(out, m)
+
+
+def test_messy_list_files(tmp_path, cache_dir):
+    bom = "\ufeff".encode()
+    m, bad, names = list_run(tmp_path, cache_dir, "bom.csv", bom + b"path,label\na.png,cat\nb.png,dog\n")
+    assert m["class_names"] == ["cat", "dog"] and not bad and names == {"a.png": "cat", "b.png": "dog"}
+    m, bad, names = list_run(tmp_path, cache_dir, "ws.csv", "filepath,class\na.png, cat\n b.png ,cat \n")
+    assert m["class_names"] == ["cat"] and not bad and names == {"a.png": "cat", "b.png": "cat"}
+    m, bad, names = list_run(tmp_path, cache_dir, "bom.jsonl", bom + b'{"path": "a.png", "label": "cat"}\n')
+    assert names == {"a.png": "cat"}
+    lines = ['{"path": "a.png", "label": "cat"}', '{"path": "b.png", "label": "dog"', '["b.png", "dog"]', "",
+             '{"path": 7, "label": "dog"}', "{}"]  # fmt: skip
+    m, bad, names = list_run(tmp_path, cache_dir, "bad.jsonl", "\n".join(lines) + "\n")
+    assert names == {"a.png": "cat"}
+    assert bad == {"bad.jsonl#2": "bad_row", "bad.jsonl#3": "bad_row", "bad.jsonl#5": "bad_row",
+                   "bad.jsonl#6": "missing_image"}  # fmt: skip
+
+
+def test_an_unusable_list_file_is_a_user_error(tmp_path, cache_dir):
+    (tmp_path / "latin1.csv").write_bytes("a.png,caf\xe9\n".encode("latin-1"))
+    (tmp_path / "photo.jpg").write_bytes(encode(photo_like(np.random.default_rng(6), 8, 8), "JPEG"))
+    for source, message in [("latin1.csv", "UTF-8"), ("photo.jpg", "UTF-8"), (".", "a CSV or JSONL file")]:
+        with pytest.raises(UserError, match=message):
+            run(tmp_path / "out", source=str(tmp_path / source), copies=1, cache_dir=str(cache_dir),
+                source_format="list")  # fmt: skip

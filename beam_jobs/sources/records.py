@@ -210,10 +210,12 @@ def scan_webdataset(path: str, root: str, opts: RecordOptions, with_data: bool) 
     rel = _rel(path, root)
     sample: dict[str, Any] = {}
     current = None
+    seen: dict[str, int] = {}  # sample key -> times met: a key met again is a duplicate, whatever lies between
 
     def flush():
         if current is None:
             return None
+        seen[current] = seen.get(current, 0) + 1
         image = next((sample[e] for e in sample if e in _IMAGE_EXT), None)
         label = None
         if "cls" in sample:
@@ -225,6 +227,8 @@ def scan_webdataset(path: str, root: str, opts: RecordOptions, with_data: bool) 
             except (ValueError, AttributeError):
                 label = None
         key = f"{rel}/{current}"
+        if seen[current] > 1:  # the first sample of a key is kept; a later one is dead, under its own label
+            return Item(f"{key} (duplicate {seen[current]})", label, error="duplicate_key")
         if image is None:
             return Item(key, None, error="missing_image")
         if label is None:
@@ -252,33 +256,81 @@ def scan_webdataset(path: str, root: str, opts: RecordOptions, with_data: bool) 
 # --- list files -----------------------------------------------------------------------------------------------
 
 
+# The first row of a list CSV is a header when it names its columns so (any case); any other row is data.
+_PATH_HEADERS = frozenset({"path", "file", "filename", "filepath", "file_path", "image", "image_path", "img"})
+_LABEL_HEADERS = frozenset({"label", "labels", "class", "class_name", "category", "target"})
+
+
 def scan_list(path: str, root: str, opts: RecordOptions, with_data: bool) -> Iterator[Item]:
-    """Yields one item per ``path,label`` line (CSV) or ``{"path": ..., "label": ...}`` line (JSONL)."""
+    """Yields one item per ``path,label`` line (CSV) or ``{"path": ..., "label": ...}`` line (JSONL).
+
+    Fields are stripped. A line that is not a ``path,label`` row (bad JSON, not an object, a path that is not a
+    string) is a ``bad_row`` item keyed ``<list file>#<line number>``. A path listed again with another label is
+    a ``duplicate_key`` item (the first listing is kept); listed again with its label, it is expanded again.
+
+    Raises:
+        UserError: The file is not UTF-8 text.
+    """
     base = path.rsplit("/", 1)[0] if "/" in path else "."
-    with _open(path) as f:
-        text = f.read().decode("utf-8")
-    rows: list[tuple[str, Any]] = []
-    if path.lower().endswith((".jsonl", ".ndjson")):
-        for line in text.splitlines():
-            if line.strip():
-                obj = json.loads(line)
-                rows.append((obj.get("path") or obj.get("file"), obj.get(opts.label_key)))
-    else:
-        for i, row in enumerate(csv.reader(io.StringIO(text))):
-            if not row or (i == 0 and row[0].lower() in ("path", "file", "filename", "image")):
-                continue
-            rows.append((row[0], row[1] if len(row) > 1 else None))
-    for i, (p, label) in enumerate(rows):
+    rel = _rel(path, root)
+    labels: dict[str, Any] = {}
+    for line, p, label in _list_rows(path, opts.label_key):
+        if line is None:
+            yield Item(f"{rel}#{p}", None, error="bad_row")
+            continue
         if not p:
-            yield Item(f"{_rel(path, root)}#{i}", None, error="missing_image")
+            yield Item(f"{rel}#{line}", None, error="missing_image")
             continue
         full = p if (p.startswith("/") or "://" in p) else f"{base}/{p}"
         key = p.lstrip("/") if not p.startswith("/") and "://" not in p else p
+        label = int(label) if isinstance(label, str) and _is_int(label) else label
         if label in (None, ""):
             yield Item(key, None, error="missing_label")
+        elif labels.setdefault(key, label) != label:
+            yield Item(f"{rel}#{line}", label, error="duplicate_key")
         else:
-            label = int(label) if isinstance(label, str) and _is_int(label) else label
             yield Item(key, label, path=full)
+
+
+def _list_rows(path: str, label_key: str) -> Iterator[tuple[int | None, Any, Any]]:
+    """Yields ``(line number, path, label)`` per row of a list file, ``(None, line number, None)`` per bad line."""
+    with _open(path) as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Excel's "CSV UTF-8") is not part of the first field
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"--source {path} is not UTF-8 text ({e.reason} at byte {e.start}): save the list file as UTF-8 "
+            '(a CSV of path,label or JSONL of {"path", "label"})'
+        ) from None
+    if path.lower().endswith((".jsonl", ".ndjson")):
+        yield from _jsonl_rows(text, label_key)
+        return
+    reader = csv.reader(io.StringIO(text))
+    for row in reader:
+        fields = [v.strip() for v in row]
+        if not any(fields):
+            continue
+        header = reader.line_num == 1 and (
+            fields[0].lower() in _PATH_HEADERS or (len(fields) > 1 and fields[1].lower() in _LABEL_HEADERS)
+        )
+        if not header:
+            yield reader.line_num, fields[0], fields[1] if len(fields) > 1 else None
+
+
+def _jsonl_rows(text: str, label_key: str) -> Iterator[tuple[int | None, Any, Any]]:
+    for line, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict) or not isinstance(p := obj.get("path") or obj.get("file"), str | None):
+            yield None, line, None  # bad JSON, an array, or a path that is no string
+            continue
+        label = obj.get(label_key)
+        yield line, (p or "").strip(), label.strip() if isinstance(label, str) else label
 
 
 SCANNERS = {
