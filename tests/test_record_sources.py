@@ -269,3 +269,16 @@ def test_an_unusable_list_file_is_a_user_error(tmp_path, cache_dir):
         with pytest.raises(UserError, match=message):
             run(tmp_path / "out", source=str(tmp_path / source), copies=1, cache_dir=str(cache_dir),
                 source_format="list")  # fmt: skip
+
+
+def test_a_tfrecord_label_that_is_not_utf8_is_a_dead_letter(tmp_path, cache_dir):
+    rng = np.random.default_rng(7)
+    data = tmp_path / "tfr"
+    data.mkdir()
+    labels = [b"cat", b"caf\xe9", b"dog"]
+    frames = [tfrecord_frame(tf_example(encode(photo_like(rng, 8, 8), "PNG"), v)) for v in labels]
+    (data / "a.tfrecord").write_bytes(b"".join(frames))
+    out = tmp_path / "o"
+    m = run(out, source=str(data), copies=1, cache_dir=str(cache_dir))
+    assert dead(out) == {"a.tfrecord#1": "unknown_label"}
+    assert names_by_key(out, m) == {"a.tfrecord#0": "cat", "a.tfrecord#2": "dog"}

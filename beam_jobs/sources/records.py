@@ -71,7 +71,6 @@ def _open(path: str):
 def scan_tfrecord(path: str, root: str, opts: RecordOptions, with_data: bool) -> Iterator[Item]:
     """Yields one item per ``tf.train.Example``; a bad CRC or truncation ends the shard with a dead item."""
     from beam_jobs.sinks.writers import _masked_crc
-    from schemas.tf_example import decode_example
 
     rel = _rel(path, root)
     with _open(path) as f:
@@ -89,20 +88,30 @@ def scan_tfrecord(path: str, root: str, opts: RecordOptions, with_data: bool) ->
             if len(body) < length + 4 or _masked_crc(body[:length]) != struct.unpack("<I", body[length:])[0]:
                 yield Item(key, None, error="corrupt_record")
                 return
-            try:
-                ex = decode_example(body[:length])
-            except (ValueError, IndexError, UnicodeDecodeError):
-                yield Item(key, None, error="corrupt_record")
-            else:
-                image, label = ex.get(opts.image_key), ex.get(opts.label_key)
-                if not image:
-                    yield Item(key, None, error="missing_image")
-                elif not label:
-                    yield Item(key, None, error="missing_label")
-                else:
-                    value = label[0].decode("utf-8") if isinstance(label[0], bytes) else label[0]
-                    yield Item(key, value, data=image[0] if with_data else None)
+            yield _example_item(key, body[:length], opts, with_data)
             i += 1
+
+
+def _example_item(key: str, body: bytes, opts: RecordOptions, with_data: bool) -> Item:
+    """Turns one serialized ``tf.train.Example`` into an item (a dead one when it is unusable)."""
+    from schemas.tf_example import decode_example
+
+    try:
+        ex = decode_example(body)
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return Item(key, None, error="corrupt_record")
+    image, label = ex.get(opts.image_key), ex.get(opts.label_key)
+    if not image:
+        return Item(key, None, error="missing_image")
+    if not label:
+        return Item(key, None, error="missing_label")
+    value = label[0]
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return Item(key, None, error="unknown_label")  # bytes that are no text name no class
+    return Item(key, value, data=image[0] if with_data else None)
 
 
 # --- Parquet --------------------------------------------------------------------------------------------------
