@@ -282,3 +282,20 @@ def test_a_tfrecord_label_that_is_not_utf8_is_a_dead_letter(tmp_path, cache_dir)
     m = run(out, source=str(data), copies=1, cache_dir=str(cache_dir))
     assert dead(out) == {"a.tfrecord#1": "unknown_label"}
     assert names_by_key(out, m) == {"a.tfrecord#0": "cat", "a.tfrecord#2": "dog"}
+
+
+def test_a_parquet_file_with_a_corrupt_page_keeps_the_rows_before_it(tmp_path, cache_dir):
+    rng = np.random.default_rng(8)
+    images = [encode(photo_like(rng, 8, 8), "PNG") for _ in range(8)]
+    data = tmp_path / "pq"
+    data.mkdir()
+    path = data / "a.parquet"
+    pq.write_table(pa.table({"image": images * 50, "label": [0, 1] * 200}), path, row_group_size=100)
+    damaged = bytearray(path.read_bytes())
+    start = pq.ParquetFile(path).metadata.row_group(2).column(0).data_page_offset
+    damaged[start + 40 : start + 400] = bytes(b ^ 0x5A for b in damaged[start + 40 : start + 400])
+    path.write_bytes(bytes(damaged))
+    out = tmp_path / "o"
+    m = run(out, source=str(data), copies=1, cache_dir=str(cache_dir))
+    assert dead(out) == {"a.parquet#200": "corrupt_shard"}  # row groups 0 and 1 are read; the rest is one dead letter
+    assert (m["counts"]["images_in"], m["counts"]["images_ok"]) == (201, 200)

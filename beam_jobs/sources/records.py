@@ -132,7 +132,11 @@ def parquet_class_names(path: str, label_key: str) -> list[str] | None:
 
 
 def scan_parquet(path: str, root: str, opts: RecordOptions, with_data: bool) -> Iterator[Item]:
-    """Yields one item per row; a file without a footer or without the columns is one dead item."""
+    """Yields one item per row; a file without a footer or without the columns is one dead item.
+
+    A damaged page ends the file with one dead item (``corrupt_shard``, keyed by the first row not read).
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     rel = _rel(path, root)
@@ -147,19 +151,26 @@ def scan_parquet(path: str, root: str, opts: RecordOptions, with_data: bool) -> 
             yield Item(rel, None, error="schema_mismatch")
             return
         i = 0
-        for batch in pf.iter_batches(columns=[opts.label_key, opts.image_key], batch_size=256):
-            labels = batch.column(opts.label_key).to_pylist()
-            images = batch.column(opts.image_key).to_pylist()
-            for label, image in zip(labels, images, strict=True):
-                key = f"{rel}#{i}"
-                data = image.get("bytes") if isinstance(image, dict) else image
-                if data is None:
-                    yield Item(key, None, error="missing_image")
-                elif label is None:
-                    yield Item(key, None, error="missing_label")
-                else:
-                    yield Item(key, label, data=data if with_data else None)
-                i += 1
+        try:
+            # Group by group: a batch can span row groups, and damage in one would lose the rows before it too.
+            for group in range(pf.num_row_groups):
+                for batch in pf.iter_batches(256, row_groups=[group], columns=[opts.label_key, opts.image_key]):
+                    labels = batch.column(opts.label_key).to_pylist()
+                    images = batch.column(opts.image_key).to_pylist()
+                    for label, image in zip(labels, images, strict=True):
+                        yield _parquet_item(f"{rel}#{i}", label, image, with_data)
+                        i += 1
+        except (OSError, pa.ArrowException):  # a damaged page: keep what came before, as for a TFRecord
+            yield Item(f"{rel}#{i}", None, error="corrupt_shard")
+
+
+def _parquet_item(key: str, label: Any, image: Any, with_data: bool) -> Item:
+    data = image.get("bytes") if isinstance(image, dict) else image
+    if data is None:
+        return Item(key, None, error="missing_image")
+    if label is None:
+        return Item(key, None, error="missing_label")
+    return Item(key, label, data=data if with_data else None)
 
 
 # --- CSV pixel rows -------------------------------------------------------------------------------------------
