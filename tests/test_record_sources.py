@@ -299,3 +299,14 @@ def test_a_parquet_file_with_a_corrupt_page_keeps_the_rows_before_it(tmp_path, c
     m = run(out, source=str(data), copies=1, cache_dir=str(cache_dir))
     assert dead(out) == {"a.parquet#200": "corrupt_shard"}  # row groups 0 and 1 are read; the rest is one dead letter
     assert (m["counts"]["images_in"], m["counts"]["images_ok"]) == (201, 200)
+
+
+def test_a_parquet_image_column_of_paths_is_a_schema_mismatch(tmp_path, cache_dir):
+    data = tmp_path / "pq"
+    data.mkdir()
+    pq.write_table(pa.table({"image": ["a.jpg", "b.jpg"], "label": [0, 1]}), data / "a.parquet")
+    good = encode(photo_like(np.random.default_rng(9), 8, 8), "PNG")
+    pq.write_table(pa.table({"image": [good], "label": [1]}), data / "b.parquet")
+    out = tmp_path / "o"
+    m = run(out, source=str(data), copies=1, cache_dir=str(cache_dir))
+    assert dead(out) == {"a.parquet": "schema_mismatch"} and m["counts"]["images_ok"] == 1

@@ -146,8 +146,8 @@ def scan_parquet(path: str, root: str, opts: RecordOptions, with_data: bool) -> 
         except Exception:  # noqa: BLE001 (a missing footer, not Parquet at all)
             yield Item(rel, None, error="corrupt_shard")
             return
-        names = pf.schema_arrow.names
-        if opts.image_key not in names or opts.label_key not in names:
+        schema = pf.schema_arrow
+        if opts.label_key not in schema.names or not _holds_images(schema, opts.image_key):
             yield Item(rel, None, error="schema_mismatch")
             return
         i = 0
@@ -162,6 +162,18 @@ def scan_parquet(path: str, root: str, opts: RecordOptions, with_data: bool) -> 
                         i += 1
         except (OSError, pa.ArrowException):  # a damaged page: keep what came before, as for a TFRecord
             yield Item(f"{rel}#{i}", None, error="corrupt_shard")
+
+
+def _holds_images(schema, column: str) -> bool:
+    """Whether ``column`` holds encoded images: binary, or HF's ``{bytes, path}`` struct (paths alone are not read)."""
+    import pyarrow as pa
+
+    if column not in schema.names:
+        return False
+    kind = schema.field(column).type
+    if pa.types.is_struct(kind):
+        kind = kind.field("bytes").type if kind.get_field_index("bytes") >= 0 else pa.null()
+    return pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
 
 
 def _parquet_item(key: str, label: Any, image: Any, with_data: bool) -> Item:
