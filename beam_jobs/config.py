@@ -151,8 +151,13 @@ class JobConfig:
             raise UserError(f"--source-format must be one of {', '.join(SOURCE_FORMATS)}, got {self.source_format!r}")
         if self.source_format == "csv" and not self.image_shape:
             raise UserError("--source-format csv (pixel rows) needs --image-shape H,W,C (e.g. 28,28,1)")
-        if self.image_shape is not None and (len(self.image_shape) != 3 or self.image_shape[2] not in (1, 3)):
-            raise UserError(f"--image-shape must be H,W,C with C 1 or 3, got {self.image_shape}")
+        if self.image_shape is not None and (
+            len(self.image_shape) != 3 or min(self.image_shape[:2]) < 1 or self.image_shape[2] not in (1, 3, 4)
+        ):
+            raise UserError(
+                f"--image-shape must be H,W,C with H and W >= 1 and C 1, 3 or 4 (grey, RGB, RGBA), "
+                f"got {','.join(map(str, self.image_shape))}"
+            )
         if self.splits is not None:
             names = [n for n, _ in self.splits]
             if len(set(names)) != len(names) or any(not _NAME.match(n) for n in names):

@@ -307,6 +307,11 @@ def _stat_listed_images(listing: Listing) -> None:
 def _plan_records(config: JobConfig, fmt: str) -> JobPlan:
     """Plans a run over record files (TFRecord, Parquet, CSV pixel rows, WebDataset tars, list files)."""
     opts = records.RecordOptions(config.image_key, config.label_key, config.image_shape)
+    if fmt == "csv" and not config.image_shape:  # detected from the suffix: JobConfig only checks an explicit format
+        raise UserError(
+            f"{config.source} is read as CSV pixel rows (label,pixel1,...,pixelN), which needs --image-shape H,W,C "
+            "(e.g. 28,28,1); for a CSV of path,label add --source-format list"
+        )
     if fmt == "list" and is_dir(config.source):
         raise UserError(
             f"--source-format list needs a CSV or JSONL file (path,label per line), got the folder {config.source}: "

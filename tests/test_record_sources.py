@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from beam_jobs.errors import UserError
 from beam_jobs.sinks.writers import tfrecord_frame
@@ -310,3 +311,40 @@ def test_a_parquet_image_column_of_paths_is_a_schema_mismatch(tmp_path, cache_di
     out = tmp_path / "o"
     m = run(out, source=str(data), copies=1, cache_dir=str(cache_dir))
     assert dead(out) == {"a.parquet": "schema_mismatch"} and m["counts"]["images_ok"] == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "needs --image-shape H,W,C"),  # detected from the .csv suffix, as --source-format csv says
+        (["--image-shape", "0,4,1"], "--image-shape must be H,W,C"),
+        (["--image-shape", "4,4,2"], "--image-shape must be H,W,C"),
+    ],
+)
+def test_pixel_rows_need_a_valid_image_shape(capsys, tmp_path, extra, message):
+    from beam_jobs.cli import main
+
+    pixels = tmp_path / "px.csv"
+    pixels.write_text("0," + ",".join(["9"] * 16) + "\n")
+    argv = ["run", "--source", str(pixels), "--output", str(tmp_path / "o"), "--no-progress", *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+def test_blank_lines_in_pixel_rows_are_skipped(tmp_path, cache_dir):
+    pixels = tmp_path / "px.csv"
+    pixels.write_text("0," + ",".join(["9"] * 16) + "\r\n\r\n1," + ",".join(["7"] * 16) + "\n\n\n")
+    out = tmp_path / "o"
+    m = run(out, source=str(pixels), copies=1, cache_dir=str(cache_dir), image_shape=(4, 4, 1))
+    assert dead(out) == {} and m["counts"]["images_ok"] == 2
+
+
+def test_rgba_pixel_rows_keep_their_colours(tmp_path, cache_dir):
+    pixels = tmp_path / "px.csv"
+    pixels.write_text("0," + ",".join(["255,0,0,255"] * 4) + "\n")  # 2x2 opaque red
+    out = tmp_path / "o"
+    run(out, source=str(pixels), copies=0, include_original=True, cache_dir=str(cache_dir), image_shape=(2, 2, 4),
+        image_format="png")  # fmt: skip
+    image = np.array(Image.open(io.BytesIO(read_tfrecords(out)[0]["image"])).convert("RGB"))
+    assert (image == [255, 0, 0]).all()

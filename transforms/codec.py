@@ -180,7 +180,7 @@ def encode_step(image_format: str, quality: int) -> dict[str, Any]:
 
 
 def encode_image(image: np.ndarray, image_format: str = "jpeg", quality: int = 95, bgra: bool = False) -> bytes:
-    """Encodes a uint8 RGB (or 1-channel) HWC image.
+    """Encodes a uint8 RGB, RGBA (PNG and WebP keep alpha) or 1-channel HWC image.
 
     Args:
         image: The image.
@@ -196,7 +196,8 @@ def encode_image(image: np.ndarray, image_format: str = "jpeg", quality: int = 9
         # OpenCV's JPEG encoder drops the 4th channel itself (same bytes as BGR); PNG and WebP would keep it.
         bgr = image if image_format == "jpeg" else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     else:
-        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.shape[2] == 3 else image
+        to_bgr = {3: cv2.COLOR_RGB2BGR, 4: cv2.COLOR_RGBA2BGRA}.get(image.shape[2])
+        bgr = cv2.cvtColor(image, to_bgr) if to_bgr is not None else image
     if image_format == "jpeg":
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     elif image_format == "png":

@@ -198,7 +198,9 @@ def scan_csv_pixels(path: str, root: str, opts: RecordOptions, with_data: bool) 
         reader = csv.reader(io.TextIOWrapper(f, encoding="utf-8", newline=""))
         for i, row in enumerate(reader):
             key = f"{rel}#{i}"
-            if i == 0 and row and not _is_number(row[-1]):
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # a blank line (files often end with some), not a record
+            if i == 0 and not _is_number(row[-1]):
                 continue  # a header
             if len(row) != 1 + h * w * c:
                 yield Item(key, None, error="bad_row_length")
