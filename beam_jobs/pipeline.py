@@ -325,7 +325,7 @@ def _plan_records(config: JobConfig, fmt: str) -> JobPlan:
     if fmt == "tfrecord":
         names = records.tfds_class_names(config.source)
     elif fmt == "parquet":
-        names = records.parquet_class_names(files[0], config.label_key)
+        names = records.parquet_shards_class_names(files, config.label_key)
     listing = records.list_records(fmt, files, root, opts, names)
     listing = select(listing, list(config.classes) if config.classes else None, config.limit)
     if fmt == "list":

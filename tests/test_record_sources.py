@@ -348,3 +348,18 @@ def test_rgba_pixel_rows_keep_their_colours(tmp_path, cache_dir):
         image_format="png")  # fmt: skip
     image = np.array(Image.open(io.BytesIO(read_tfrecords(out)[0]["image"])).convert("RGB"))
     assert (image == [255, 0, 0]).all()
+
+
+def test_parquet_shards_that_name_other_classes_are_refused(tmp_path, cache_dir):
+    def hf_shard(path, names):
+        image = pa.array([{"bytes": encode(photo_like(np.random.default_rng(10), 8, 8), "PNG"), "path": None}])
+        meta = {"info": {"features": {"image": {"_type": "Image"}, "label": {"_type": "ClassLabel", "names": names}}}}
+        table = pa.table({"image": image, "label": pa.array([0], pa.int64())})
+        pq.write_table(table.replace_schema_metadata({b"huggingface": json.dumps(meta).encode()}), path)
+
+    data = tmp_path / "pq"
+    data.mkdir()
+    hf_shard(data / "train-00000-of-00002.parquet", ["cat", "dog"])
+    hf_shard(data / "train-00001-of-00002.parquet", ["dog", "owl"])
+    with pytest.raises(UserError, match="train-00001-of-00002.parquet.*'dog', 'owl'"):
+        run(tmp_path / "o", source=str(data), copies=1, cache_dir=str(cache_dir))

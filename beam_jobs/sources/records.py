@@ -131,6 +131,27 @@ def parquet_class_names(path: str, label_key: str) -> list[str] | None:
     return list(feature["names"]) if feature.get("_type") == "ClassLabel" and "names" in feature else None
 
 
+def parquet_shards_class_names(files: list[str], label_key: str) -> list[str] | None:
+    """Returns the ClassLabel names of Hugging Face Parquet shards, if they have any (one footer read per file).
+
+    Raises:
+        UserError: Two shards name different classes (a label is an index: it would mean another class in each).
+    """
+    first: tuple[str, list[str]] | None = None
+    for path in files:
+        names = parquet_class_names(path, label_key)
+        if names is None:
+            continue
+        if first is None:
+            first = (path, names)
+        elif names != first[1]:
+            raise UserError(
+                f"the Parquet shards name different classes: {first[0]} has {first[1]}, {path} has {names}; "
+                "give --source the shards of one dataset (or re-export them with one ClassLabel)"
+            )
+    return first[1] if first else None
+
+
 def scan_parquet(path: str, root: str, opts: RecordOptions, with_data: bool) -> Iterator[Item]:
     """Yields one item per row; a file without a footer or without the columns is one dead item.
 
