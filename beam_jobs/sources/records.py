@@ -330,8 +330,8 @@ def scan_list(path: str, root: str, opts: RecordOptions, with_data: bool) -> Ite
     rel = _rel(path, root)
     labels: dict[str, Any] = {}
     for line, p, label in _list_rows(path, opts.label_key):
-        if line is None:
-            yield Item(f"{rel}#{p}", None, error="bad_row")
+        if p is None:
+            yield Item(f"{rel}#{line}", None, error="bad_row")
             continue
         if not p:
             yield Item(f"{rel}#{line}", None, error="missing_image")
@@ -341,14 +341,14 @@ def scan_list(path: str, root: str, opts: RecordOptions, with_data: bool) -> Ite
         label = int(label) if isinstance(label, str) and _is_int(label) else label
         if label in (None, ""):
             yield Item(key, None, error="missing_label")
-        elif labels.setdefault(key, label) != label:
+        elif labels.setdefault(key, label) != label:  # the key's first label stands
             yield Item(f"{rel}#{line}", label, error="duplicate_key")
         else:
             yield Item(key, label, path=full)
 
 
-def _list_rows(path: str, label_key: str) -> Iterator[tuple[int | None, Any, Any]]:
-    """Yields ``(line number, path, label)`` per row of a list file, ``(None, line number, None)`` per bad line."""
+def _list_rows(path: str, label_key: str) -> Iterator[tuple[int, str | None, Any]]:
+    """Yields ``(line number, path, label)`` per row of a list file; the path is None on a line that is no row."""
     with _open(path) as f:
         raw = f.read()
     try:
@@ -373,7 +373,7 @@ def _list_rows(path: str, label_key: str) -> Iterator[tuple[int | None, Any, Any
             yield reader.line_num, fields[0], fields[1] if len(fields) > 1 else None
 
 
-def _jsonl_rows(text: str, label_key: str) -> Iterator[tuple[int | None, Any, Any]]:
+def _jsonl_rows(text: str, label_key: str) -> Iterator[tuple[int, str | None, Any]]:
     for line, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
@@ -382,7 +382,7 @@ def _jsonl_rows(text: str, label_key: str) -> Iterator[tuple[int | None, Any, An
         except ValueError:
             obj = None
         if not isinstance(obj, dict) or not isinstance(p := obj.get("path") or obj.get("file"), str | None):
-            yield None, line, None  # bad JSON, an array, or a path that is no string
+            yield line, None, None  # bad JSON, an array, or a path that is no string
             continue
         label = obj.get(label_key)
         yield line, (p or "").strip(), label.strip() if isinstance(label, str) else label
