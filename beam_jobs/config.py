@@ -120,6 +120,13 @@ class JobConfig:
         """Validates every field, naming the flag and the allowed values."""
         if self.copies < 0:
             raise UserError(f"--copies must be >= 0, got {self.copies}")
+        if "://" in self.output and not self.output.startswith("file://") and any(c in self.output for c in "*?["):
+            # Beam's GCS filesystem deletes by pattern (even a single path is matched): the run's clean-up and
+            # --overwrite would delete other folders' objects ("exp[1]" matches "exp1") and keep their own.
+            raise UserError(
+                f"--output {self.output}: an object-store output cannot hold '*', '?' or '[' (Beam deletes objects "
+                "by pattern there); choose a folder name without them"
+            )
         if self.copies == 0 and not self.include_original:
             raise UserError("--copies 0 writes nothing; use --copies >= 1 or add --include-original")
         if self.seed < 0:

@@ -107,6 +107,16 @@ def test_folder_markers_and_pattern_characters_are_no_trouble(objects, image_fol
     assert _run(str(local), str(tmp_path / "out")) == 0 and main(["verify", str(tmp_path / "out")]) == 0
 
 
+def test_an_object_store_output_with_pattern_characters_is_refused(objects, capsys):
+    # Beam's GCS filesystem deletes by pattern: --overwrite into "exp[1]/out" deleted "exp1/out"'s objects.
+    assert _run(SRC, "objstore://bucket/exp1/out") == 0
+    before = {p for p in objects if p.startswith("objstore://bucket/exp1/")}
+    capsys.readouterr()
+    assert _run(SRC, "objstore://bucket/exp[1]/out") == 2
+    assert "cannot hold '*', '?' or '['" in capsys.readouterr().err
+    assert {p for p in objects if p.startswith("objstore://bucket/exp1/")} == before
+
+
 def test_an_object_gone_after_the_listing_is_a_dead_letter(objects, tmp_path, monkeypatch):
     # Object stores raise their own errors on reading a missing object (GCS: NotFound, not an OSError): it is
     # still a dead letter with a reason, not a failed run.
