@@ -30,6 +30,7 @@ from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.paths import delete_tree, file_size, is_local, match_under
 from beam_jobs.sinks.finalize import DEAD_LETTERS
 from beam_jobs.sinks.manifest import MANIFEST, read_json
+from transforms.expand import unreadable
 
 LATEST = "LATEST"
 CURRENT = "current"
@@ -125,7 +126,9 @@ def damaged_shards(root: str, version: str, manifest: dict[str, Any], fmt: str =
         path = FileSystems.join(version_dir(root, version), shard["file"])
         try:
             size = file_size(path)
-        except Exception:  # noqa: BLE001 (each filesystem raises its own "not found")
+        except Exception as e:  # noqa: BLE001 (each filesystem raises its own "not found")
+            if not unreadable(e):
+                raise  # throttling, credentials: no verdict on the shard (it would re-expand everything)
             size = None
         if size != shard["bytes"]:
             damaged.append(shard["file"])

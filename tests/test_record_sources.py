@@ -46,7 +46,7 @@ def test_a_tfds_directory_and_hf_parquet_shards_are_inputs(image_folder, tmp_pat
     third = tmp_path / "third"
     manifest = run(third, source=str(first / "*.parquet-*"), copies=1, cache_dir=str(cache_dir))
     assert manifest["source"]["kind"] == "parquet" and manifest["class_names"] == ["cats", "dogs", "owls"]
-    assert manifest["counts"]["records_out"] == 24
+    assert manifest["counts"]["records_out"] == 12
 
 
 def test_plain_parquet_columns_csv_pixels_webdataset_and_list_files(tmp_path, cache_dir):
@@ -363,3 +363,19 @@ def test_parquet_shards_that_name_other_classes_are_refused(tmp_path, cache_dir)
     hf_shard(data / "train-00001-of-00002.parquet", ["dog", "owl"])
     with pytest.raises(UserError, match="train-00001-of-00002.parquet.*'dog', 'owl'"):
         run(tmp_path / "o", source=str(data), copies=1, cache_dir=str(cache_dir))
+
+
+def test_a_record_folder_named_like_a_pattern_is_read_as_a_folder(image_folder, tmp_path):
+    # "shards[1]" was read as a glob (matching "shards1"): "no tfrecord files found".
+    import shutil
+
+    from beam_jobs.cli import main
+
+    made = tmp_path / "made"
+    assert main(["run", "--source", str(image_folder), "--output", str(made), "--copies", "1", "--no-progress"]) == 0
+    folder = tmp_path / "shards[1]"
+    folder.mkdir()
+    shutil.copy(next(made.glob("*.tfrecord-*")), folder / "data.tfrecord")
+    out = tmp_path / "out"
+    assert main(["run", "--source", str(folder), "--output", str(out), "--copies", "1", "--no-progress"]) == 0
+    assert json.loads((out / "beam_expand.json").read_text())["counts"]["records_out"] == 12

@@ -276,3 +276,21 @@ def test_refresh_keeps_a_bounded_number_of_versions(image_folder, tmp_path):
         assert _refresh(image_folder, root, "--keep-versions", "2") == 0
     versions = sorted(p.name for p in (root / "versions").iterdir())
     assert len(versions) == 2 and (root / "LATEST").read_text().strip() == versions[-1]
+
+
+def test_damaged_shards_tells_a_missing_shard_from_passing_trouble(monkeypatch):
+    manifest = {"shards": {"parquet": [{"file": "a.parquet-00000-of-00001", "bytes": 10}]}}
+
+    def gone(path):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(refresh, "file_size", gone)
+    assert refresh.damaged_shards("root", "v1", manifest) == ["a.parquet-00000-of-00001"]
+
+    def throttled(path):
+        raise RuntimeError("503 Slow Down")
+
+    # Throttling is no verdict on the shard: it would turn the run into a full re-expansion; the run fails instead.
+    monkeypatch.setattr(refresh, "file_size", throttled)
+    with pytest.raises(RuntimeError, match="503"):
+        refresh.damaged_shards("root", "v1", manifest)

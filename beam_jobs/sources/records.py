@@ -28,7 +28,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
-from beam_jobs.paths import files_under, is_dir, is_local, is_object
+from beam_jobs.paths import exists, files_under, is_dir, is_local, is_object
 from beam_jobs.sources.listing import NO_LABEL, Listing
 from beam_jobs.staged import Staged, unstaged
 from schemas.source import SourceImage
@@ -489,8 +489,11 @@ class ReadRecordsFn(beam.DoFn):
 
 
 def find_files(source: str, fmt: str) -> tuple[list[str], str]:
-    """Returns the files of a record source (a file, a glob or a directory) and their common root."""
-    if any(ch in source for ch in "*?["):
+    """Returns the files of a record source (a file, a glob or a directory) and their common root.
+
+    A path that exists is taken literally (a folder may be named ``shards[1]``); only one that does not is a glob.
+    """
+    if any(ch in source for ch in "*?[") and not exists(source):
         files = [m.path for m in FileSystems.match([source])[0].metadata_list]
         root = re.split(r"[*?\[]", source, maxsplit=1)[0].rsplit("/", 1)[0] + "/"
     elif is_object(source):
