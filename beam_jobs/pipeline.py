@@ -43,7 +43,7 @@ from beam_jobs.sources.archive import list_archive
 from beam_jobs.sources.datasets import ResolvedSource, default_cache_dir, resolve
 from beam_jobs.sources.listing import Listing, list_folder, select
 from schemas.record import RECIPE_SCHEMA_VERSION
-from transforms.expand import split_of
+from transforms.expand import DEAD_LETTER, split_of
 from transforms.policies import Policy
 from transforms.tta import TTA
 
@@ -404,13 +404,14 @@ def build_pipeline(
         quality_gate=c.gate_config(),
         **split_args,
     )
-    expanded = outputs.records
+    expanded, dead = outputs.records, outputs.dead_letter
     if reuse and reuse_from:
         reused = outputs.reused | "ReuseRecords" >> ReuseRecords(
             reuse_from, (c.splits, c.split, input_splits, split_map)
         )
-        expanded = (expanded, reused) | "AllRecords" >> beam.Flatten()
-    streams = {"records": expanded, "dead_letter": outputs.dead_letter, "source_info": outputs.source_info,
+        expanded = (expanded, reused.records) | "AllRecords" >> beam.Flatten()
+        dead = (dead, reused[DEAD_LETTER]) | "AllDeadLetters" >> beam.Flatten()
+    streams = {"records": expanded, "dead_letter": dead, "source_info": outputs.source_info,
                "stats": outputs.stats, "zca": outputs.zca}  # fmt: skip
     return streams | "WriteDataset" >> WriteDataset(
         write_args={

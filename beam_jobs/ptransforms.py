@@ -232,7 +232,12 @@ class ReuseRecords(beam.PTransform):
         self._split_args = split_args
 
     def expand(self, reused):
-        """Takes ``(key, class)`` of the reused sources; returns their records."""
+        """Takes ``(key, class)`` of the reused sources; returns their records (main) and dead letters.
+
+        A reused source without previous records (a version damaged before its shards' sizes were checked, or
+        written by a version of beam-expand that lost them) is a dead letter ``reuse_missing``: counted, never
+        dropped, and read afresh by the next incremental run (dead-lettered sources are not reused).
+        """
         previous = (
             reused.pipeline
             | "PreviousShards" >> beam.Create(self._shards)
@@ -245,11 +250,20 @@ class ReuseRecords(beam.PTransform):
         def keep(kv):
             key, groups = kv
             if not groups["wanted"]:
-                return []
+                return
+            rows = list(groups["previous"])
+            if not rows:
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, {
+                    "source_key": key, "label_name": groups["wanted"][0], "stage": "reuse", "reason": "reuse_missing",
+                    "error_type": "ReuseMissing", "message": "the current version holds no records of this unchanged "
+                    "source; the next incremental run expands it afresh", "sha256": None,
+                })  # fmt: skip
+                return
             split = split_of(key, splits, default, input_splits, unstaged(split_map))
-            return _reused_records(list(groups["previous"]), split, groups["wanted"][0])
+            yield from _reused_records(rows, split, groups["wanted"][0])
 
-        return {"previous": previous, "wanted": reused} | "Join" >> beam.CoGroupByKey() | "Keep" >> beam.FlatMap(keep)
+        joined = {"previous": previous, "wanted": reused} | "Join" >> beam.CoGroupByKey()
+        return joined | "Keep" >> beam.FlatMap(keep).with_outputs(DEAD_LETTER, main="records")
 
 
 class WriteDataset(beam.PTransform):

@@ -294,3 +294,33 @@ def test_damaged_shards_tells_a_missing_shard_from_passing_trouble(monkeypatch):
     monkeypatch.setattr(refresh, "file_size", throttled)
     with pytest.raises(RuntimeError, match="503"):
         refresh.damaged_shards("root", "v1", manifest)
+
+
+def test_a_reused_source_without_previous_records_is_a_dead_letter_then_healed(capsys, image_folder, tmp_path,
+                                                                               monkeypatch):  # fmt: skip
+    # A version that lost a source's records (damaged before shard sizes were checked, or by an older beam-expand)
+    # used to make it vanish from every later version: counted in, never ok, never dead.
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "root"
+    assert _refresh(image_folder, root, "--incremental") == 0
+    for shard in (root / "current").glob("*.parquet-*"):
+        table = pq.read_table(shard)
+        pq.write_table(table.filter(pc.field("source_key") != "cats/cats_0.jpg"), shard)
+    monkeypatch.setattr(refresh, "damaged_shards", lambda *args: [])  # sizes as its manifest says
+    (image_folder / "dogs" / "dogs_0.jpg").write_bytes(encode(photo_like(np.random.default_rng(42), 48, 64), "JPEG"))
+    assert _refresh(image_folder, root, "--incremental") == 0
+    manifest = json.loads((root / "current" / "beam_expand.json").read_text())
+    counts = manifest["counts"]
+    assert (counts["images_in"], counts["images_ok"], counts["dead_letters"]) == (12, 11, 1)
+    assert "cats/cats_0.jpg" not in manifest["reused_sources"]
+    dead = [json.loads(line) for line in (root / "current" / "dead_letter.jsonl").read_text().splitlines()]
+    assert [(d["source_key"], d["reason"]) for d in dead] == [("cats/cats_0.jpg", "reuse_missing")]
+    # the next incremental run expands it afresh
+    (image_folder / "owls" / "owls_0.jpg").write_bytes(encode(photo_like(np.random.default_rng(44), 48, 64), "JPEG"))
+    capsys.readouterr()
+    assert _refresh(image_folder, root, "--incremental") == 0
+    assert "10 unchanged sources reused" in capsys.readouterr().out
+    assert fingerprint(root / "current") == _full_run(image_folder, tmp_path / "full")

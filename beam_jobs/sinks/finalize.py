@@ -311,7 +311,8 @@ class FinalizeFn(beam.DoFn):
         for key in sorted(k for k, d in digests.items() if seen[d] > 1):
             groups.setdefault(digests[key], []).append(key)
         manifest["duplicate_content"] = list(groups.values())
-        manifest["reused_sources"] = sorted(reused)
+        dead_keys = {d["source_key"] for d in dead}  # a reused source without previous records (reuse_missing)
+        manifest["reused_sources"] = sorted(k for k in reused if k not in dead_keys)
         manifest["statistics"] = channel_statistics(pixel_sums)
         for split, entry in class_histograms(counted, self._class_names).items():
             manifest["statistics"].setdefault(split, {}).update(entry)
