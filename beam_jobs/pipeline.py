@@ -348,13 +348,13 @@ def build_pipeline(
     run_id: str | None = None,
     progress_dir: str | None = None,
     argv=None,
-    reuse: dict[str, tuple[str, int]] | None = None,
+    reuse: dict[str, tuple] | None = None,
     reuse_from: list[str] | None = None,
 ):
     """Adds read -> expand -> write (staged, verified, published) to ``p``; returns the manifest PCollection.
 
-    With ``reuse`` (key -> (sha256, label)) and ``reuse_from`` (a previous version's Parquet shards), sources whose
-    bytes and label are unchanged are not expanded again: their records are copied from those shards.
+    With ``reuse`` (key -> (sha256, label, pixel sums)) and ``reuse_from`` (a previous version's Parquet shards),
+    sources whose bytes and label are unchanged are not expanded again: their records are copied from those shards.
 
     Writes the per-input plan to ``<output>.staging-<run_id>/.tmp/plan/`` (``beam_jobs.staged``); the run removes
     it, and a pipeline built but never run leaves it for the next run's ``clean_stale``.

@@ -141,8 +141,8 @@ def reusable(
     failed: set[str],
     planned_k: dict[str, int],
     earlier_k: dict[str, int],
-) -> dict[str, tuple[str, int]]:
-    """Key -> (sha256, label) of the previous version's sources an incremental run may copy records from.
+) -> dict[str, tuple[str, int, list[int] | None]]:
+    """Key -> (sha256, label, pixel sums) of the previous version's sources an incremental run may copy records from.
 
     Args:
         rows: The previous manifest's input rows.
@@ -155,7 +155,7 @@ def reusable(
     class that grew or shrank re-plans its sources). A key listed twice (now or before) is expanded afresh: its
     previous records cannot be told apart per listing.
     """
-    reuse: dict[str, tuple[str, int]] = {}
+    reuse: dict[str, tuple[str, int, list[int] | None]] = {}
     seen: set[str] = set()
     for row in rows:
         key = row["key"]
@@ -165,7 +165,7 @@ def reusable(
         seen.add(key)
         same_k = planned_k.get(key) == earlier_k.get(key)
         if row.get("sha256") and same_k and key not in listed_twice and key not in failed:
-            reuse[key] = (row["sha256"], row["label"])
+            reuse[key] = (row["sha256"], row["label"], row.get("pixel_sums"))
     return reuse
 
 

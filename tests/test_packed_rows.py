@@ -7,7 +7,7 @@ import pytest
 
 from beam_jobs.packed_rows import PackedRows
 from beam_jobs.sinks.manifest import InputRows, read_json, read_rows, write_json
-from transforms.expand import pack_source_info, unpack_source_info
+from transforms.expand import pack_source_info, sums_dict, sums_list, unpack_source_info
 
 ROWS = [("daisy/1.jpg", 0, 1234, 1796191043.7283945), ("tulips/ü ñ.png", 1, None, None), ("a/b#7", 2, 0, 0.5)]
 
@@ -61,12 +61,16 @@ def test_manifest_is_read_with_or_without_its_input_rows(tmp_path):
         assert list(read_rows(str(tmp_path / "old.json"))) == [{"key": "a"}]
 
 
-def test_source_info_packs_key_digest_and_reuse_flag():
+def test_source_info_packs_key_digest_reuse_flag_and_pixel_sums():
     digest = bytes(range(32)).hex()
+    sums = {"images": 1, "pixels": 12, "sum": [1.0, 2.0, 3.0], "sumsq": [4.0, 5.0, 2.0**52 + 1]}
     for key, reused in (("daisy/1.jpg", False), ("ü/ñ#3", True)):
         packed = pack_source_info(key, digest, reused)
-        assert unpack_source_info(packed) == (key, digest, reused)
-        assert len(packed) == 33 + len(key.encode())
+        assert unpack_source_info(packed) == (key, digest, reused, None)
+        assert len(packed) == 34 + len(key.encode())
+        packed = pack_source_info(key, digest, reused, sums)
+        assert unpack_source_info(packed) == (key, digest, reused, [12, 1, 2, 3, 4, 5, 2**52 + 1])
+        assert sums_dict(sums_list(sums)) == sums
 
 
 def test_inputs_fingerprint_streams_the_digest_of_the_whole_list():

@@ -46,7 +46,7 @@ def test_a_tfds_directory_and_hf_parquet_shards_are_inputs(image_folder, tmp_pat
     third = tmp_path / "third"
     manifest = run(third, source=str(first / "*.parquet-*"), copies=1, cache_dir=str(cache_dir))
     assert manifest["source"]["kind"] == "parquet" and manifest["class_names"] == ["cats", "dogs", "owls"]
-    assert manifest["counts"]["records_out"] == 12
+    assert manifest["counts"]["records_out"] == 24
 
 
 def test_plain_parquet_columns_csv_pixels_webdataset_and_list_files(tmp_path, cache_dir):

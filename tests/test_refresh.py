@@ -324,3 +324,23 @@ def test_a_reused_source_without_previous_records_is_a_dead_letter_then_healed(c
     assert _refresh(image_folder, root, "--incremental") == 0
     assert "10 unchanged sources reused" in capsys.readouterr().out
     assert fingerprint(root / "current") == _full_run(image_folder, tmp_path / "full")
+
+
+def test_incremental_statistics_take_reused_sources_sums_from_the_manifest(image_folder, tmp_path, monkeypatch):
+    # Decoding every unchanged source again only for its pixel sums made an incremental run of big photos with
+    # --image-size cost about what a full run does.
+    import numpy as np
+
+    from beam_jobs.sinks.manifest import read_rows
+    from transforms.expand import ExpandFn
+
+    root = tmp_path / "root"
+    assert _refresh(image_folder, root, "--incremental", "--image-size", "24,32") == 0
+    rows = list(read_rows(str(root / "current" / "beam_expand.json")))
+    assert len(rows) == 12 and all(len(r["pixel_sums"]) == 7 and r["pixel_sums"][0] == 24 * 32 for r in rows)
+    monkeypatch.setattr(ExpandFn, "_sums", lambda self, data: pytest.fail("a reused source was decoded"))
+    (image_folder / "dogs" / "dogs_0.jpg").write_bytes(encode(photo_like(np.random.default_rng(42), 48, 64), "JPEG"))
+    assert _refresh(image_folder, root, "--incremental", "--image-size", "24,32") == 0
+    _full_run(image_folder, tmp_path / "full", "--image-size", "24,32")
+    stats = json.loads((root / "current" / "statistics.json").read_text())
+    assert stats == json.loads((tmp_path / "full" / "statistics.json").read_text())

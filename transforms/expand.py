@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import struct
 from collections import Counter
 from typing import Any
 
@@ -207,14 +208,31 @@ def pixel_sums(image) -> dict[str, Any]:
             "sumsq": [float(round(cv2.norm(c, cv2.NORM_L2SQR))) for c in channels]}  # fmt: skip
 
 
-def pack_source_info(key: str, sha256: str, reused: bool) -> bytes:
-    """Packs a source's key, content digest (hex) and reuse flag into ~40% of the bytes of a tuple of them."""
-    return bytes.fromhex(sha256) + (b"\x01" if reused else b"\x00") + key.encode("utf-8")
+_SUMS = struct.Struct("<7d")  # pixels, per-channel sums and sums of squares (exact integers in float64)
 
 
-def unpack_source_info(info: bytes) -> tuple[str, str, bool]:
-    """``(key, sha256, reused)`` from ``pack_source_info``'s bytes."""
-    return info[33:].decode("utf-8"), info[:32].hex(), info[32] == 1
+def pack_source_info(key: str, sha256: str, reused: bool, sums: dict[str, Any] | None = None) -> bytes:
+    """Packs a source's key, content digest (hex), reuse flag and RGB pixel sums into ~40% of a tuple's bytes."""
+    packed = _SUMS.pack(sums["pixels"], *sums["sum"], *sums["sumsq"]) if sums else b""
+    return bytes.fromhex(sha256) + bytes([reused, len(packed)]) + packed + key.encode("utf-8")
+
+
+def unpack_source_info(info: bytes) -> tuple[str, str, bool, list[int] | None]:
+    """``(key, sha256, reused, sums)`` from ``pack_source_info``'s bytes (``sums_list``'s form, or None)."""
+    end = 34 + info[33]
+    sums = [int(v) for v in _SUMS.unpack(info[34:end])] if info[33] else None
+    return info[end:].decode("utf-8"), info[:32].hex(), info[32] == 1, sums
+
+
+def sums_list(sums: dict[str, Any]) -> list[int]:
+    """``[pixels, sum R, G, B, sum of squares R, G, B]``: RGB pixel sums as the manifest's rows keep them."""
+    return [int(v) for v in (sums["pixels"], *sums["sum"], *sums["sumsq"])]
+
+
+def sums_dict(values: list[int]) -> dict[str, Any]:
+    """``pixel_sums``'s dict from ``sums_list``'s form."""
+    return {"images": 1, "pixels": values[0], "sum": [float(v) for v in values[1:4]],
+            "sumsq": [float(v) for v in values[4:7]]}  # fmt: skip
 
 
 def dead_letter(source: SourceImage, stage: str, reason: str, error: BaseException, data: bytes | None) -> dict:
@@ -242,8 +260,9 @@ class ExpandFn(beam.DoFn):
         image_format: ``jpeg``, ``png`` or ``webp``.
         quality: JPEG/WebP quality.
         class_names: Class names in label order (needed when the policy has a label map).
-        reuse: Key -> (sha256, label) of sources whose earlier records may be reused when their bytes and label
-            are unchanged (a list file may relabel an image).
+        reuse: Key -> (sha256, label, pixel sums or None) of sources whose earlier records may be reused when
+            their bytes and label are unchanged (a list file may relabel an image); the sums (``sums_list``) spare
+            decoding them for the split's statistics.
         splits: ``[(name, fraction), ...]`` to split sources by key hash, or None.
         split: The split of every source when ``splits`` is None and the input has none.
         augment_split: The split that is augmented; every other split is written unaugmented.
@@ -269,7 +288,7 @@ class ExpandFn(beam.DoFn):
         image_format: str = "jpeg",
         quality: int = 95,
         class_names: list[str] | None = None,
-        reuse: dict[str, tuple[str, int]] | None = None,
+        reuse: dict[str, tuple] | None = None,
         splits: list[tuple[str, float]] | None = None,
         split: str = "train",
         augment_split: str = "train",
@@ -357,13 +376,18 @@ class ExpandFn(beam.DoFn):
                 return
         digest = hashlib.sha256(data).hexdigest()
         split = split_of(source.key, self._splits, self._split, self._input_splits, self._split_map)
-        if self._reuse.get(source.key) == (digest, source.label):
-            # Its records are copied from the previous version, but the split's statistics need its pixels again.
-            sums = self._sums(data)
+        previous = self._reuse.get(source.key)
+        if previous is not None and tuple(previous[:2]) == (digest, source.label):
+            # Its records are copied from the previous version; the split's statistics need its pixel sums, which
+            # that version's manifest keeps (else, from versions before it did, the source is decoded again).
+            sums = sums_dict(previous[2]) if len(previous) > 2 and previous[2] else self._sums(data)
             if sums is not None:  # else (bytes that no longer decode) it is expanded, and dead-lettered, below
+                rgb = sums["pixels"] and len(sums["sum"]) == 3
                 yield beam.pvalue.TaggedOutput(REUSED, (source.key, source.label_name))
-                yield beam.pvalue.TaggedOutput(SOURCE_INFO, pack_source_info(source.key, digest, True))
-                if sums["pixels"] and len(sums["sum"]) == 3:
+                yield beam.pvalue.TaggedOutput(
+                    SOURCE_INFO, pack_source_info(source.key, digest, True, sums if rgb else None)
+                )
+                if rgb:
                     yield beam.pvalue.TaggedOutput(STATS, (split, sums))
                 return
         stats: list = []
@@ -405,8 +429,11 @@ class ExpandFn(beam.DoFn):
         for k, n in tally.items():
             self._gate_counters[k].inc(n)
         yield from records
-        yield beam.pvalue.TaggedOutput(SOURCE_INFO, pack_source_info(source.key, digest, False))
-        if stats and stats[0]["pixels"] and len(stats[0]["sum"]) == 3:
+        rgb = bool(stats and stats[0]["pixels"] and len(stats[0]["sum"]) == 3)
+        yield beam.pvalue.TaggedOutput(
+            SOURCE_INFO, pack_source_info(source.key, digest, False, stats[0] if rgb else None)
+        )
+        if rgb:
             yield beam.pvalue.TaggedOutput(STATS, (split, stats[0]))
         if decoded:
             yield beam.pvalue.TaggedOutput(ZCA, decoded[0].tobytes())

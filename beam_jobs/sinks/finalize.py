@@ -296,14 +296,18 @@ class FinalizeFn(beam.DoFn):
         manifest["run_id"] = self._run_id
         # Content hashes of every input that could be read (for refresh and incremental runs), and the pinned
         # policy for identical bytes at several paths: each path is a source of its own; they are reported.
-        digests, reused = {}, []
+        digests, reused, sums = {}, [], {}
+        keep_sums = bool(manifest["config"].get("refresh"))  # the next incremental run's statistics need them
         for info in source_info:
-            key, digest, was_reused = unpack_source_info(info)
+            key, digest, was_reused, source_sums = unpack_source_info(info)
             digests[key] = digest
             if was_reused:
                 reused.append(key)
+            if keep_sums and source_sums:
+                sums[key] = source_sums
         digests.update({d["source_key"]: d["sha256"] for d in dead if d.get("sha256")})
-        manifest["listing"] = {**manifest["listing"], "images": manifest["listing"]["images"].with_sha256(digests)}
+        rows = manifest["listing"]["images"].with_sha256(digests, sums)
+        manifest["listing"] = {**manifest["listing"], "images": rows}
         # Groups of keys with the same bytes, in key order (only digests seen twice are grouped: one list per input
         # would cost more than the rest of the finalize step).
         seen = Counter(digests.values())

@@ -30,13 +30,23 @@ class InputRows:
 
     FIELDS = ("key", "label", "bytes", "mtime")
 
-    def __init__(self, rows: Iterable[tuple] | PackedRows, sha256: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        rows: Iterable[tuple] | PackedRows,
+        sha256: Mapping[str, str] | None = None,
+        pixel_sums: Mapping[str, list[int]] | None = None,
+    ):
         self._rows = rows if isinstance(rows, PackedRows) else PackedRows(rows)
         self._sha256 = sha256
+        self._pixel_sums = pixel_sums or {}
 
-    def with_sha256(self, sha256: Mapping[str, str]) -> InputRows:
-        """The same rows, each with its ``sha256`` looked up in ``sha256`` (None for inputs never read)."""
-        return InputRows(self._rows, sha256)
+    def with_sha256(self, sha256: Mapping[str, str], pixel_sums: Mapping[str, list[int]] | None = None) -> InputRows:
+        """The same rows, each with its ``sha256`` (None for inputs never read), and its ``pixel_sums`` if given.
+
+        Refresh runs keep each source's pixel sums (``transforms.expand.sums_list``): an incremental run adds them to
+        its statistics instead of decoding the unchanged sources again.
+        """
+        return InputRows(self._rows, sha256, pixel_sums)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -46,6 +56,8 @@ class InputRows:
             row = dict(zip(self.FIELDS, values, strict=True))
             if self._sha256 is not None:
                 row["sha256"] = self._sha256.get(row["key"])
+            if row["key"] in self._pixel_sums:
+                row["pixel_sums"] = self._pixel_sums[row["key"]]
             yield row
 
 
