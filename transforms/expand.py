@@ -361,7 +361,7 @@ class ExpandFn(beam.DoFn):
         data = source.data
         if source.error is not None:
             self._dead.inc()
-            error = ValueError(f"archive member not usable: {source.error}")
+            error = ValueError(f"not usable as listed: {source.error}")
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(source, "read", source.error, error, None))
             return
         if data is None:
