@@ -379,3 +379,20 @@ def test_a_record_folder_named_like_a_pattern_is_read_as_a_folder(image_folder, 
     out = tmp_path / "out"
     assert main(["run", "--source", str(folder), "--output", str(out), "--copies", "1", "--no-progress"]) == 0
     assert json.loads((out / "beam_expand.json").read_text())["counts"]["records_out"] == 12
+
+
+def test_a_record_file_whose_name_is_not_utf8_is_one_clear_error(image_folder, tmp_path, capsys):
+    # Its records' keys hold the name: the run crashed in Beam's string coder with a traceback.
+    import os
+    import shutil
+
+    from beam_jobs.cli import main
+
+    made = tmp_path / "made"
+    assert main(["run", "--source", str(image_folder), "--output", str(made), "--copies", "1", "--no-progress"]) == 0
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    shutil.copy(next(made.glob("*.tfrecord-*")), os.fsdecode(bytes(folder) + b"/caf\xe9.tfrecord"))
+    capsys.readouterr()
+    assert main(["run", "--source", str(folder), "--output", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert "is not valid UTF-8; rename it" in capsys.readouterr().err

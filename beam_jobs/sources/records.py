@@ -506,6 +506,11 @@ def find_files(source: str, fmt: str) -> tuple[list[str], str]:
     files = sorted(files)
     if not files:
         raise UserError(f"no {fmt} files found at {source}; check --source and --source-format")
+    for f in files:  # a record's key holds its file's name, and keys are UTF-8 (seeds, manifests, shards)
+        try:
+            f.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"the file name {f!r} is not valid UTF-8; rename it (e.g. with convmv)") from None
     return files, root
 
 
