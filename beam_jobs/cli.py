@@ -414,15 +414,16 @@ def _preview(ns: argparse.Namespace) -> int:
 
         plan = plan_job(JobConfig(output="", dataset=ns.dataset, source=ns.source, cache_dir=ns.cache_dir,
                                   policy=policy, copies=ns.copies))  # fmt: skip
-        picks = preview.sample_per_class(plan.listing.images, ns.seed)
         if plan.source.kind == "folder":
             from apache_beam.io.filesystems import FileSystems
 
-            rows = []
-            for s in picks:
-                with FileSystems.open(s.path) as f:
-                    rows.append((s.key, s.label_name, f.read()))
+            def read(source):
+                with FileSystems.open(source.path) as f:
+                    return f.read()
+
+            rows = preview.read_samples(plan.listing.images, ns.seed, read)
         else:
+            picks = preview.sample_per_class(plan.listing.images, ns.seed)
             found = read_members(plan.source.path, {plan.archive_prefix + s.key for s in picks})
             rows = [(s.key, s.label_name, found[plan.archive_prefix + s.key]) for s in picks]
     gate = None

@@ -600,8 +600,8 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
                   file=out)  # fmt: skip
         elif "parquet" in previous["shards"]:
             rows = read_rows(refresh.manifest_path(root, current))
-            reuse = refresh.reusable(rows, _listed_twice(plan.listing.images), refresh.dead_letter_keys(root, current),
-                                     plan.copies_per_source, previous.get("copies_per_source") or {})  # fmt: skip
+            reuse = refresh.reusable(rows, refresh.dead_letter_keys(root, current), plan.copies_per_source,
+                                     previous.get("copies_per_source") or {})  # fmt: skip
             reuse_from = [
                 FileSystems.join(refresh.version_dir(root, current), s["file"]) for s in previous["shards"]["parquet"]
             ]
@@ -620,14 +620,6 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
     note += f"; pruned {len(pruned)} old version(s)" if pruned else ""
     print(f"beam-expand: LATEST -> {version}{note}", file=out)
     return path, manifest
-
-
-def _listed_twice(images) -> set[str]:
-    """Keys listed more than once (a list file may name a path twice); the set of all keys is freed on return."""
-    seen, twice = set(), set()
-    for source in images:
-        (twice if source.key in seen else seen).add(source.key)
-    return twice
 
 
 def _records_text(plan: JobPlan) -> str:

@@ -134,8 +134,32 @@ def contact_sheet(rows: list[tuple[str, str | None, bytes]], policy_config: dict
 
 def sample_per_class(images, seed: int = 0) -> list:
     """Picks one ``SourceImage`` per class, reproducibly."""
+    by_class = _by_class(images)
+    rnd = random.Random(seed)
+    return [rnd.choice(v) for _, v in sorted(by_class.items())]
+
+
+def read_samples(images, seed: int, read) -> list[tuple[str, str, bytes]]:
+    """``(key, class, bytes)`` of one readable source per class: ``sample_per_class``'s pick, else the class's next.
+
+    ``read(source)`` returns a source's bytes; a source it cannot read (gone since the listing, a dangling link)
+    is passed over for the class's other sources in key order, after the pick.
+    """
+    by_class = _by_class(s for s in images if s.error is None)
+    rows = []
+    for pick in sample_per_class([s for v in by_class.values() for s in v], seed):
+        members = by_class[pick.label_name]
+        for s in [pick, *(m for m in members if m is not pick)]:
+            try:
+                rows.append((s.key, s.label_name, read(s)))
+                break
+            except OSError:
+                continue
+    return rows
+
+
+def _by_class(images) -> dict[str, list]:
     by_class: dict[str, list] = {}
     for s in images:
         by_class.setdefault(s.label_name, []).append(s)
-    rnd = random.Random(seed)
-    return [rnd.choice(sorted(v, key=lambda s: s.key)) for _, v in sorted(by_class.items())]
+    return {name: sorted(v, key=lambda s: s.key) for name, v in by_class.items()}

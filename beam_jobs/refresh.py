@@ -137,7 +137,6 @@ def damaged_shards(root: str, version: str, manifest: dict[str, Any], fmt: str =
 
 def reusable(
     rows: Iterable[dict[str, Any]],
-    listed_twice: set[str],
     failed: set[str],
     planned_k: dict[str, int],
     earlier_k: dict[str, int],
@@ -146,14 +145,13 @@ def reusable(
 
     Args:
         rows: The previous manifest's input rows.
-        listed_twice: Keys listed more than once now (a list file may name a path twice).
         failed: Keys the previous version dead-lettered (no records to copy).
         planned_k: K per source of the current balancing plan (empty without one).
         earlier_k: K per source of the previous version's plan.
 
     A balancing plan gives each source its K from its class's size: a source is reused only with the K it had (a
-    class that grew or shrank re-plans its sources). A key listed twice (now or before) is expanded afresh: its
-    previous records cannot be told apart per listing.
+    class that grew or shrank re-plans its sources). A key in two rows (versions before list files dead-lettered a
+    path listed again) is expanded afresh: its previous records cannot be told apart per listing.
     """
     reuse: dict[str, tuple[str, int, list[int] | None]] = {}
     seen: set[str] = set()
@@ -164,7 +162,7 @@ def reusable(
             continue
         seen.add(key)
         same_k = planned_k.get(key) == earlier_k.get(key)
-        if row.get("sha256") and same_k and key not in listed_twice and key not in failed:
+        if row.get("sha256") and same_k and key not in failed:
             reuse[key] = (row["sha256"], row["label"], row.get("pixel_sums"))
     return reuse
 

@@ -229,6 +229,19 @@ def test_a_dangling_link_in_a_class_folder_is_an_unreadable_dead_letter(tmp_path
     assert dead(out) == {"dogs/gone.jpg": "unreadable"} and len(read_tfrecords(out)) == 4
 
 
+def test_preview_passes_over_a_source_it_cannot_read(tmp_path, capsys):
+    """A class whose only file is a dangling link gets no row; the others still do (preview crashed on opening it)."""
+    from beam_jobs.cli import main
+
+    root = tmp_path / "src"
+    (root / "cats").mkdir(parents=True)
+    (root / "cats" / "ok.jpg").write_bytes(encode(RGB, "JPEG"))
+    (root / "dogs").mkdir()
+    (root / "dogs" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    assert main(["preview", "--source", str(root), "--out", str(tmp_path / "p.png"), "--copies", "2"]) == 0
+    assert "1 row(s) x 2 copies" in capsys.readouterr().out and (tmp_path / "p.png").stat().st_size > 0
+
+
 def _tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]], mode="w:gz") -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode=mode, format=tarfile.GNU_FORMAT) as tar:

@@ -230,9 +230,9 @@ def test_a_repeated_key_is_a_dead_letter_under_its_own_class(tmp_path, cache_dir
     listing.write_text("a.png,cat\nb.png,dog\na.png,cat\na.png,dog\n")  # a.png twice as cat, then as dog
     out = tmp_path / "list"
     m = run(out, source=str(listing), copies=1, cache_dir=str(cache_dir), source_format="list")
-    assert dead(out) == {"dup.csv#4": "duplicate_key"}
+    assert dead(out) == {"dup.csv#3": "duplicate_key", "dup.csv#4": "duplicate_key"}
     per_class = {n: (c["images_in"], c["images_ok"]) for n, c in m["counts"]["per_class"].items()}
-    assert per_class == {"cat": (2, 2), "dog": (2, 1)}
+    assert per_class == {"cat": (2, 1), "dog": (2, 1)}
 
 
 def list_run(tmp_path, cache_dir, name: str, content: bytes | str):
@@ -396,3 +396,28 @@ def test_a_record_file_whose_name_is_not_utf8_is_one_clear_error(image_folder, t
     capsys.readouterr()
     assert main(["run", "--source", str(folder), "--output", str(tmp_path / "out"), "--no-progress"]) == 2
     assert "is not valid UTF-8; rename it" in capsys.readouterr().err
+
+
+def test_labels_found_in_the_wild_keep_their_meaning(tmp_path, cache_dir):
+    # Regressions a review found: OpenImages-style labels ("/m/01yrx") and one blank label stopped the whole run;
+    # a pandas int column with a missing value (float64) dead-lettered everything; "001" became class "1".
+    m, dead_letters, names = list_run(tmp_path, cache_dir, "mid.csv", "a.png,/m/01yrx\nb.png,/m/0bt9lr\n")
+    assert m["class_names"] == ["/m/01yrx", "/m/0bt9lr"] and not dead_letters and len(names) == 2
+    m, dead_letters, names = list_run(tmp_path, cache_dir, "zeros.csv", "file_name,species\na.png,001\nb.png,002\n")
+    assert m["class_names"] == ["001", "002"] and names == {"a.png": "001", "b.png": "002"} and not dead_letters
+
+    rng = np.random.default_rng(6)
+    png = lambda: encode(photo_like(rng, 8, 8), "PNG")  # noqa: E731
+    plain = tmp_path / "floats.parquet"
+    column = pa.array([0.0, 1.0, 2.0, float("nan"), None, None], pa.float64())
+    pq.write_table(pa.table({"image": [png() for _ in range(6)], "label": column}), plain)
+    out = tmp_path / "floats_out"
+    m = run(out, source=str(plain), copies=1, cache_dir=str(cache_dir))
+    assert m["class_names"] == ["0", "1", "2"] and len(names_by_key(out, m)) == 3
+    assert dead(out) == {f"floats.parquet#{i}": "missing_label" for i in (3, 4, 5)}
+
+    blank = tmp_path / "blank.parquet"
+    pq.write_table(pa.table({"image": [png(), png()], "label": ["cat", " "]}), blank)
+    out = tmp_path / "blank_out"
+    m = run(out, source=str(blank), copies=1, cache_dir=str(cache_dir))
+    assert m["class_names"] == ["cat"] and dead(out) == {"blank.parquet#1": "missing_label"}

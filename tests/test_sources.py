@@ -88,6 +88,19 @@ def test_junk_beside_the_root_folder_does_not_hide_it(tmp_path, junk):
     assert listing.per_class() == {"daisy": 3, "roses": 3} and junk in listing.ignored
 
 
+@pytest.mark.parametrize("extra", [None, "README.md"])
+def test_an_archive_of_one_class_folder_is_that_class(tmp_path, extra):
+    """``cats/*.jpg`` (with or without a file beside it): a folder is a root only with class folders beneath it."""
+    folder = make_folder(tmp_path / "src", classes=("cats",), per_class=3)
+    if extra:
+        (folder / extra).write_bytes(b"notes")
+    with tarfile.open(tmp_path / "one.tgz", "w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            tar.add(path, arcname=path.relative_to(folder).as_posix())
+    listing, prefix, _ = list_archive(str(tmp_path / "one.tgz"))
+    assert prefix == "" and listing.class_names == ["cats"] and listing.per_class() == {"cats": 3}
+
+
 class _Server:
     def __init__(self, directory: Path):
         handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(directory), **k)  # noqa: E731

@@ -131,10 +131,12 @@ def _root_prefix(names: list[str]) -> str:
     """The root folder (``flower_photos/``) when every member that would be used sits under one; else ``""``.
 
     Members that are ignored anyway (``__MACOSX/``, ``.DS_Store``, a README beside the folder) do not count: they
-    would otherwise make the root folder the only class.
+    would otherwise make the root folder the only class. A folder is a root only with class folders beneath it
+    (``root/class/file``): an archive of one class folder (``cats/*.jpg``) is that class.
     """
-    tops = {n.split("/")[0] for n in names if classify_key(n) != "ignored"}  # such keys always hold a "/"
-    return f"{tops.pop()}/" if len(tops) == 1 else ""
+    used = [n for n in names if classify_key(n) != "ignored"]  # such keys always hold a "/"
+    tops = {n.split("/")[0] for n in used}
+    return f"{tops.pop()}/" if len(tops) == 1 and any(n.count("/") >= 2 for n in used) else ""
 
 
 def read_members(path: str, names: set[str]) -> dict[str, bytes]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import posixpath
 import re
@@ -34,7 +35,9 @@ from beam_jobs.staged import Staged, unstaged
 from schemas.source import SourceImage
 
 FORMATS = ("imagefolder", "list", "tfrecord", "parquet", "csv", "tar")
-_INT = re.compile(r"-?[0-9]+")  # an integer label written as text (str.isdigit accepts "²", which int() refuses)
+# An integer label written as text, in its canonical form only: "001" keeps its own name (str.isdigit accepts "²",
+# which int() refuses).
+_INT = re.compile(r"-?(0|[1-9][0-9]*)")
 
 
 @dataclass
@@ -201,6 +204,8 @@ def _parquet_item(key: str, label: Any, image: Any, with_data: bool) -> Item:
     data = image.get("bytes") if isinstance(image, dict) else image
     if data is None:
         return Item(key, None, error="missing_image")
+    if isinstance(label, float):  # a pandas int column with a missing value is float64: 2.0 is 2, NaN no label
+        label = None if math.isnan(label) else int(label) if label.is_integer() else label
     if label is None:
         return Item(key, None, error="missing_label")
     return Item(key, label, data=data if with_data else None)
@@ -312,7 +317,9 @@ def scan_webdataset(path: str, root: str, opts: RecordOptions, with_data: bool) 
 
 
 # The first row of a list CSV is a header when it names its columns so (any case); any other row is data.
-_PATH_HEADERS = frozenset({"path", "file", "filename", "filepath", "file_path", "image", "image_path", "img"})
+_PATH_HEADERS = frozenset(
+    {"path", "file", "filename", "file_name", "filepath", "file_path", "image", "image_path", "img"}
+)
 _LABEL_HEADERS = frozenset({"label", "labels", "class", "class_name", "category", "target"})
 
 
@@ -320,8 +327,8 @@ def scan_list(path: str, root: str, opts: RecordOptions, with_data: bool) -> Ite
     """Yields one item per ``path,label`` line (CSV) or ``{"path": ..., "label": ...}`` line (JSONL).
 
     Fields are stripped. A line that is not a ``path,label`` row (bad JSON, not an object, a path that is not a
-    string) is a ``bad_row`` item keyed ``<list file>#<line number>``. A path listed again with another label is
-    a ``duplicate_key`` item (the first listing is kept); listed again with its label, it is expanded again.
+    string) is a ``bad_row`` item keyed ``<list file>#<line number>``. A path listed again (with any label) is a
+    ``duplicate_key`` item keyed by its line: the first listing is kept.
 
     Raises:
         UserError: The file is not UTF-8 text.
@@ -341,9 +348,10 @@ def scan_list(path: str, root: str, opts: RecordOptions, with_data: bool) -> Ite
         label = int(label) if isinstance(label, str) and _is_int(label) else label
         if label in (None, ""):
             yield Item(key, None, error="missing_label")
-        elif labels.setdefault(key, label) != label:  # the key's first label stands
+        elif key in labels:  # the first listing stands: again with its label it would write the same records twice
             yield Item(f"{rel}#{line}", label, error="duplicate_key")
         else:
+            labels[key] = label
             yield Item(key, label, path=full)
 
 
@@ -397,24 +405,6 @@ SCANNERS = {
 }
 
 
-def _check_class_names(names: list[str]) -> None:
-    """Refuses class names that, read as a path, leave their folder or name none: surely a mistake in the labels.
-
-    Other names are fine (``T-shirt/top`` is Fashion-MNIST's); an ``imagefolder`` export makes them safe folder
-    names (``beam_jobs.sinks.writers.class_folder``).
-
-    Raises:
-        UserError: A name is empty, holds a NUL, is absolute or has a ``.`` or ``..`` part.
-    """
-    for name in names:
-        parts = name.replace("\\", "/").split("/")
-        if not name or "\0" in name or name.startswith(("/", "\\")) or {".", ".."} & set(parts):
-            raise UserError(
-                f"label {name!r} is no usable class name (empty, a NUL, an absolute path, or a '.' or '..' part); "
-                "fix the labels of the source"
-            )
-
-
 def list_records(fmt: str, files: list[str], root: str, opts: RecordOptions, class_names: list[str] | None):
     """Scans record files and returns the listing (class names from the source, else from the labels).
 
@@ -428,12 +418,12 @@ def list_records(fmt: str, files: list[str], root: str, opts: RecordOptions, cla
     by_index = class_names is not None
     if class_names is None:
         class_names = _class_names([it.label for it in items if it.error is None and _is_label(it.label)])
-    _check_class_names(class_names)
     index = {n: i for i, n in enumerate(class_names)}
     images, problems = [], []
     for it in items:
         found = _class_of(it.label, class_names, index, by_index)
-        error = it.error or (None if found else "unknown_label")  # never defaulted
+        blank = it.label is None or (isinstance(it.label, str) and not it.label.strip())
+        error = it.error or (None if found else "missing_label" if blank else "unknown_label")  # never defaulted
         label, name = found or (0, NO_LABEL)
         images.append(SourceImage(it.key, label, name, path=it.path, error=error))
     if not any(s.error is None for s in images):
@@ -442,8 +432,8 @@ def list_records(fmt: str, files: list[str], root: str, opts: RecordOptions, cla
 
 
 def _is_label(value: Any) -> bool:
-    # bool is an int subclass, but True is no class; floats, lists and dicts are not labels either.
-    return isinstance(value, (int, str)) and not isinstance(value, bool)
+    # bool is an int subclass, but True is no class; floats, lists and dicts are not labels either, nor is a blank.
+    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and bool(value.strip()))
 
 
 def _class_names(labels: list[int | str]) -> list[str]:
