@@ -11,6 +11,7 @@ or embed the read -> expand -> write chain in your own pipeline with ``plan_job`
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import os
@@ -327,6 +328,15 @@ def _plan_records(config: JobConfig, fmt: str) -> JobPlan:
     elif fmt == "parquet":
         names = records.parquet_shards_class_names(files, config.label_key)
     listing = records.list_records(fmt, files, root, opts, names)
+    if not any(s.error is None for s in listing.images):
+        # As an image folder with no image is refused: an empty dataset is no result (a wrong column, key or shape).
+        reasons = collections.Counter(s.error for s in listing.images).most_common()
+        found = f"all {len(listing.images)} would be dead letters (" if listing.images else "none found ("
+        raise UserError(
+            f"no usable {fmt} records in {config.source}: {found}"
+            + (", ".join(f"{n} {r}" for r, n in reasons) or f"{len(files)} file(s) without records")
+            + "); check --source-format, --image-key, --label-key and --image-shape"
+        )
     listing = select(listing, list(config.classes) if config.classes else None, config.limit)
     if fmt == "list":
         _stat_listed_images(listing)

@@ -421,3 +421,22 @@ def test_labels_found_in_the_wild_keep_their_meaning(tmp_path, cache_dir):
     out = tmp_path / "blank_out"
     m = run(out, source=str(blank), copies=1, cache_dir=str(cache_dir))
     assert m["class_names"] == ["cat"] and dead(out) == {"blank.parquet#1": "missing_label"}
+
+
+def test_a_record_source_without_one_usable_record_is_refused(tmp_path, capsys):
+    # It used to publish an empty dataset and exit 0 (one "warning" line), e.g. for a wrong --label-key.
+    from beam_jobs.cli import main
+
+    rng = np.random.default_rng(7)
+    data = tmp_path / "data.parquet"
+    pq.write_table(pa.table({"image": [encode(photo_like(rng, 8, 8), "PNG")] * 3, "species": [0, 1, 0]}), data)
+    out = tmp_path / "out"
+    assert main(["run", "--source", str(data), "--output", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no usable parquet records" in err and "1 schema_mismatch" in err and "--label-key" in err
+    assert main(["run", "--source", str(data), "--output", str(out), "--no-progress", "--label-key", "species"]) == 0
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "a.tfrecord").write_bytes(b"")
+    capsys.readouterr()
+    assert main(["run", "--source", str(tmp_path / "empty"), "--output", str(tmp_path / "o2"), "--no-progress"]) == 2
+    assert "none found (1 file(s) without records)" in capsys.readouterr().err

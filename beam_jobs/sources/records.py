@@ -419,16 +419,14 @@ def list_records(fmt: str, files: list[str], root: str, opts: RecordOptions, cla
     if class_names is None:
         class_names = _class_names([it.label for it in items if it.error is None and _is_label(it.label)])
     index = {n: i for i, n in enumerate(class_names)}
-    images, problems = [], []
+    images = []
     for it in items:
         found = _class_of(it.label, class_names, index, by_index)
         blank = it.label is None or (isinstance(it.label, str) and not it.label.strip())
         error = it.error or (None if found else "missing_label" if blank else "unknown_label")  # never defaulted
         label, name = found or (0, NO_LABEL)
         images.append(SourceImage(it.key, label, name, path=it.path, error=error))
-    if not any(s.error is None for s in images):
-        problems.append("no usable records found")
-    return Listing(class_names, images, problems=problems)
+    return Listing(class_names, images)
 
 
 def _is_label(value: Any) -> bool:
