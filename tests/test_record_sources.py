@@ -47,6 +47,10 @@ def test_a_tfds_directory_and_hf_parquet_shards_are_inputs(image_folder, tmp_pat
     manifest = run(third, source=str(first / "*.parquet-*"), copies=1, cache_dir=str(cache_dir))
     assert manifest["source"]["kind"] == "parquet" and manifest["class_names"] == ["cats", "dogs", "owls"]
     assert manifest["counts"]["records_out"] == 24
+    # the dataset folder as a Parquet source: its data/ folder (Hugging Face's layout) mirrors the same shards
+    fourth = tmp_path / "fourth"
+    manifest = run(fourth, source=str(first), source_format="parquet", copies=1, cache_dir=str(cache_dir))
+    assert manifest["counts"]["images_in"] == 24 and manifest["counts"]["records_out"] == 24
 
 
 def test_plain_parquet_columns_csv_pixels_webdataset_and_list_files(tmp_path, cache_dir):

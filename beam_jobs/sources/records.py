@@ -30,6 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
 from beam_jobs.paths import exists, files_under, is_dir, is_local, is_object
+from beam_jobs.sinks.manifest import MANIFEST
 from beam_jobs.sources.listing import NO_LABEL, Listing
 from beam_jobs.staged import Staged, unstaged
 from schemas.source import SourceImage
@@ -491,6 +492,10 @@ def find_files(source: str, fmt: str) -> tuple[list[str], str]:
         pattern = {"tfrecord": "*.tfrecord*", "parquet": "*.parquet*", "csv": "*.csv", "tar": "*.tar"}.get(fmt, "*")
         files = [m.path for m in files_under(root)]
         files = [f for f in files if _matches(posixpath.basename(f), pattern)]
+        if exists(root + MANIFEST):
+            # A beam-expand dataset: data/ mirrors its Parquet shards for Hugging Face (links, or copies on object
+            # stores), so reading it too would read every record twice.
+            files = [f for f in files if not f[len(root) :].startswith("data/")]
     files = sorted(files)
     if not files:
         raise UserError(f"no {fmt} files found at {source}; check --source and --source-format")
