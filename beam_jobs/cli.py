@@ -414,7 +414,12 @@ def _preview(ns: argparse.Namespace) -> int:
 
         plan = plan_job(JobConfig(output="", dataset=ns.dataset, source=ns.source, cache_dir=ns.cache_dir,
                                   policy=policy, copies=ns.copies))  # fmt: skip
-        if plan.source.kind == "folder":
+        if plan.source.kind not in ("folder", "list", "archive"):
+            raise UserError(
+                f"preview reads image folders, archives and list files, not {plan.source.kind} records: for those, "
+                "run with --limit 20 and open the dataset's report.html"
+            )
+        if plan.source.kind in ("folder", "list"):
             from apache_beam.io.filesystems import FileSystems
 
             def read(source):

@@ -328,6 +328,7 @@ def _plan_records(config: JobConfig, fmt: str) -> JobPlan:
     elif fmt == "parquet":
         names = records.parquet_shards_class_names(files, config.label_key)
     listing = records.list_records(fmt, files, root, opts, names)
+    listing = select(listing, list(config.classes) if config.classes else None, config.limit)
     if not any(s.error is None for s in listing.images):
         # As an image folder with no image is refused: an empty dataset is no result (a wrong column, key or shape).
         reasons = collections.Counter(s.error for s in listing.images).most_common()
@@ -335,9 +336,8 @@ def _plan_records(config: JobConfig, fmt: str) -> JobPlan:
         raise UserError(
             f"no usable {fmt} records in {config.source}: {found}"
             + (", ".join(f"{n} {r}" for r, n in reasons) or f"{len(files)} file(s) without records")
-            + "); check --source-format, --image-key, --label-key and --image-shape"
+            + "); check --source-format, --image-key, --label-key, --image-shape, --classes and --limit"
         )
-    listing = select(listing, list(config.classes) if config.classes else None, config.limit)
     if fmt == "list":
         _stat_listed_images(listing)
     Policy.from_config(config.policy).check_classes(listing.class_names)

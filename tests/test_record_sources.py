@@ -444,3 +444,24 @@ def test_a_record_source_without_one_usable_record_is_refused(tmp_path, capsys):
     capsys.readouterr()
     assert main(["run", "--source", str(tmp_path / "empty"), "--output", str(tmp_path / "o2"), "--no-progress"]) == 2
     assert "none found (1 file(s) without records)" in capsys.readouterr().err
+
+
+def test_float_labels_in_lists_and_refusals_after_selection_and_in_preview(tmp_path, cache_dir, capsys):
+    # A review of the mends: whole-number floats counted only in Parquet; a --limit or --classes leaving no usable
+    # record still published an empty dataset; preview on record files crashed reading them as an archive.
+    from beam_jobs.cli import main
+
+    m, dead_letters, names = list_run(tmp_path, cache_dir, "f.csv", "a.png,0.0\nb.png,1.0\n")
+    assert m["class_names"] == ["0", "1"] and names == {"a.png": "0", "b.png": "1"}
+    jsonl = '{"path": "a.png", "label": 2.0}\n{"path": "b.png", "label": NaN}\n'
+    m, dead_letters, names = list_run(tmp_path, cache_dir, "f.jsonl", jsonl)
+    assert names == {"a.png": "2"} and dead_letters == {"b.png": "missing_label"}
+
+    rng = np.random.default_rng(8)
+    data = tmp_path / "few.parquet"
+    pq.write_table(pa.table({"image": [encode(photo_like(rng, 8, 8), "PNG")] * 3, "label": [None, None, 1]}), data)
+    capsys.readouterr()
+    assert main(["run", "--source", str(data), "--output", str(tmp_path / "o"), "--no-progress", "--limit", "2"]) == 2
+    assert "no usable parquet records" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert main(["preview", "--source", str(data), "--out", str(tmp_path / "p.png")]) == 2
+    assert "preview reads image folders, archives and list files" in capsys.readouterr().err

@@ -20,7 +20,7 @@ import posixpath
 import re
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import apache_beam as beam
@@ -205,8 +205,6 @@ def _parquet_item(key: str, label: Any, image: Any, with_data: bool) -> Item:
     data = image.get("bytes") if isinstance(image, dict) else image
     if data is None:
         return Item(key, None, error="missing_image")
-    if isinstance(label, float):  # a pandas int column with a missing value is float64: 2.0 is 2, NaN no label
-        label = None if math.isnan(label) else int(label) if label.is_integer() else label
     if label is None:
         return Item(key, None, error="missing_label")
     return Item(key, label, data=data if with_data else None)
@@ -406,6 +404,19 @@ SCANNERS = {
 }
 
 
+def _whole(item: Item) -> Item:
+    """A whole-number float label is an int (a pandas int column with a gap is float64: 2.0 is 2); NaN is none."""
+    label = item.label
+    if isinstance(label, str) and _FLOAT_INT.fullmatch(label.strip()):  # "2.0", as pandas writes such a column
+        label = float(label)
+    if isinstance(label, float):
+        label = None if math.isnan(label) else int(label) if label.is_integer() else label
+    return replace(item, label=label) if label is not item.label else item
+
+
+_FLOAT_INT = re.compile(r"-?(0|[1-9][0-9]*)\.0+|nan|NaN")
+
+
 def list_records(fmt: str, files: list[str], root: str, opts: RecordOptions, class_names: list[str] | None):
     """Scans record files and returns the listing (class names from the source, else from the labels).
 
@@ -415,7 +426,7 @@ def list_records(fmt: str, files: list[str], root: str, opts: RecordOptions, cla
     in numeric order first). A label that names no class (an index outside the names, HF's ``-1`` "no label", a
     float or a list) is dead-lettered as ``unknown_label`` — never defaulted.
     """
-    items = [item for path in files for item in SCANNERS[fmt](path, root, opts, with_data=False)]
+    items = [_whole(item) for path in files for item in SCANNERS[fmt](path, root, opts, with_data=False)]
     by_index = class_names is not None
     if class_names is None:
         class_names = _class_names([it.label for it in items if it.error is None and _is_label(it.label)])
