@@ -27,7 +27,7 @@ from beam_jobs.sources.records import ReadRecordsFn
 from beam_jobs.staged import Staged, unstaged
 from beam_jobs.statistics import ZcaSumsFn
 from schemas.source import SourceImage
-from transforms.expand import DEAD_LETTER, REUSED, SOURCE_INFO, STATS, ZCA, ExpandFn, split_of
+from transforms.expand import DEAD_LETTER, REUSED, SOURCE_INFO, STATS, ZCA, ExpandFn, dead_letter, split_of
 
 
 class ReadImages(beam.PTransform):
@@ -253,11 +253,10 @@ class ReuseRecords(beam.PTransform):
                 return
             rows = list(groups["previous"])
             if not rows:
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, {
-                    "source_key": key, "label_name": groups["wanted"][0], "stage": "reuse", "reason": "reuse_missing",
-                    "error_type": "ReuseMissing", "message": "the current version holds no records of this unchanged "
-                    "source; the next incremental run expands it afresh", "sha256": None,
-                })  # fmt: skip
+                error = LookupError("the current version holds no records of this unchanged source; the next "
+                                    "incremental run expands it afresh")  # fmt: skip
+                source = SourceImage(key, 0, groups["wanted"][0])
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(source, "reuse", "reuse_missing", error, None))
                 return
             split = split_of(key, splits, default, input_splits, unstaged(split_map))
             yield from _reused_records(rows, split, groups["wanted"][0])

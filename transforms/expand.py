@@ -354,6 +354,14 @@ class ExpandFn(beam.DoFn):
             return None
         return pixel_sums(self._resize.apply(image, {}) if self._resize is not None else image)
 
+    @staticmethod
+    def _source_outputs(key: str, digest: str, reused: bool, split: str, sums: dict[str, Any] | None):
+        """The source's ``source_info`` and, for an RGB image, its pixel sums for the split's statistics."""
+        rgb = sums if sums and sums["pixels"] and len(sums["sum"]) == 3 else None
+        yield beam.pvalue.TaggedOutput(SOURCE_INFO, pack_source_info(key, digest, reused, rgb))
+        if rgb:
+            yield beam.pvalue.TaggedOutput(STATS, (split, rgb))
+
     def process(self, element: SourceImage | MixInput):
         """Yields the source's records, or one tagged dead letter."""
         item = element if isinstance(element, MixInput) else MixInput(element)
@@ -376,19 +384,14 @@ class ExpandFn(beam.DoFn):
                 return
         digest = hashlib.sha256(data).hexdigest()
         split = split_of(source.key, self._splits, self._split, self._input_splits, self._split_map)
-        previous = self._reuse.get(source.key)
-        if previous is not None and tuple(previous[:2]) == (digest, source.label):
+        earlier_digest, earlier_label, earlier_sums = self._reuse.get(source.key, (None, None, None))
+        if (earlier_digest, earlier_label) == (digest, source.label):
             # Its records are copied from the previous version; the split's statistics need its pixel sums, which
             # that version's manifest keeps (else, from versions before it did, the source is decoded again).
-            sums = sums_dict(previous[2]) if len(previous) > 2 and previous[2] else self._sums(data)
+            sums = sums_dict(earlier_sums) if earlier_sums else self._sums(data)
             if sums is not None:  # else (bytes that no longer decode) it is expanded, and dead-lettered, below
-                rgb = sums["pixels"] and len(sums["sum"]) == 3
                 yield beam.pvalue.TaggedOutput(REUSED, (source.key, source.label_name))
-                yield beam.pvalue.TaggedOutput(
-                    SOURCE_INFO, pack_source_info(source.key, digest, True, sums if rgb else None)
-                )
-                if rgb:
-                    yield beam.pvalue.TaggedOutput(STATS, (split, sums))
+                yield from self._source_outputs(source.key, digest, True, split, sums)
                 return
         stats: list = []
         augment = (split == self._augment_split) or not (self._splits or self._input_splits or self._split_map)
@@ -429,11 +432,6 @@ class ExpandFn(beam.DoFn):
         for k, n in tally.items():
             self._gate_counters[k].inc(n)
         yield from records
-        rgb = bool(stats and stats[0]["pixels"] and len(stats[0]["sum"]) == 3)
-        yield beam.pvalue.TaggedOutput(
-            SOURCE_INFO, pack_source_info(source.key, digest, False, stats[0] if rgb else None)
-        )
-        if rgb:
-            yield beam.pvalue.TaggedOutput(STATS, (split, stats[0]))
+        yield from self._source_outputs(source.key, digest, False, split, stats[0] if stats else None)
         if decoded:
             yield beam.pvalue.TaggedOutput(ZCA, decoded[0].tobytes())
