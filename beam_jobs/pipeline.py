@@ -17,6 +17,7 @@ import itertools
 import os
 import re
 import shutil
+import stat
 import sys
 import time
 import uuid
@@ -290,19 +291,52 @@ def staging_dir(output: str, run_id: str) -> str:
     return f"{output.rstrip('/')}.staging-{run_id}"
 
 
-def _stat_listed_images(listing: Listing) -> None:
+def _stat_listed_images(listing: Listing) -> dict[str, str]:
     """Fills the sizes and modification times of the local images a list file names (for refresh and --dry-run).
 
     On an object store that would cost one request per image before the run, so there they stay unknown: a
     changed image under an unchanged path and label is then found only by a run that reads it.
+
+    Returns the key and path of each local image that is no file (gone, a folder): the run dead-letters it
+    ``unreadable``, and a list file naming nothing else is refused before the run.
     """
+    missing = {}
     for s in listing.images:
         if s.error is None and s.path and is_local_path(s.path):
             try:
                 info = os.stat(s.path)
             except OSError:
-                continue  # the run dead-letters it
+                info = None
+            if info is None or not stat.S_ISREG(info.st_mode):
+                missing[s.key] = s.path  # the run dead-letters it
+                continue
             listing.sizes[s.key], listing.mtimes[s.key] = info.st_size, info.st_mtime
+    return missing
+
+
+def _nothing_usable(config: JobConfig, fmt: str, files: list[str], listing: Listing, missing: dict[str, str]) -> str:
+    """Says why a record source has no usable record: the dead letters' reasons, and for a list file examples."""
+    reasons = collections.Counter("unreadable" if s.key in missing else s.error for s in listing.images).most_common()
+    found = f"all {len(listing.images)} would be dead letters (" if listing.images else "none found ("
+    text = (
+        f"no usable {fmt} records in {config.source}: {found}"
+        + (", ".join(f"{n} {r}" for r, n in reasons) or f"{len(files)} file(s) without records")
+        + ")"
+    )
+    if fmt != "list":
+        return text + "; check --source-format, --image-key, --label-key, --image-shape, --classes and --limit"
+    # A list file's paths are where it goes wrong most often (written relative to another folder): show two.
+    examples = [f"{k} (no file at {path})" for k, path in itertools.islice(missing.items(), 2)]
+    examples += [f"{s.key} ({s.error})" for s in listing.images if s.error][: 2 - len(examples)]
+    text += f", e.g. {', '.join(examples)}" if examples else ""
+    if not missing:
+        return text + "; check the list's rows, --label-key (JSONL), --classes and --limit"
+    folder = records.list_file_folder(config.source)
+    folder = os.path.abspath(folder) if is_local_path(folder) else folder
+    return text + (
+        f"; listed paths are relative to the list file's folder {folder} (absolute paths and URLs are read as "
+        "they are): fix the paths, or put the list file in the folder they start from"
+    )
 
 
 def _plan_records(config: JobConfig, fmt: str) -> JobPlan:
@@ -329,17 +363,12 @@ def _plan_records(config: JobConfig, fmt: str) -> JobPlan:
         names = records.parquet_shards_class_names(files, config.label_key)
     listing = records.list_records(fmt, files, root, opts, names)
     listing = select(listing, list(config.classes) if config.classes else None, config.limit)
-    if not any(s.error is None for s in listing.images):
-        # As an image folder with no image is refused: an empty dataset is no result (a wrong column, key or shape).
-        reasons = collections.Counter(s.error for s in listing.images).most_common()
-        found = f"all {len(listing.images)} would be dead letters (" if listing.images else "none found ("
-        raise UserError(
-            f"no usable {fmt} records in {config.source}: {found}"
-            + (", ".join(f"{n} {r}" for r, n in reasons) or f"{len(files)} file(s) without records")
-            + "); check --source-format, --image-key, --label-key, --image-shape, --classes and --limit"
-        )
-    if fmt == "list":
-        _stat_listed_images(listing)
+    # A local list file's images are looked at now (for refresh and --dry-run): those not there count as dead.
+    missing = _stat_listed_images(listing) if fmt == "list" else {}
+    if not any(s.error is None and s.key not in missing for s in listing.images):
+        # As an image folder with no image is refused: an empty dataset is no result (a wrong column, key or shape,
+        # or a list file whose paths lead nowhere).
+        raise UserError(_nothing_usable(config, fmt, files, listing, missing))
     Policy.from_config(config.policy).check_classes(listing.class_names)
     base = config.source.rstrip("/").rsplit("/", 1)[-1].split("*")[0] or "records"
     source = ResolvedSource(fmt, config.source, base, f"Expanded from {base} ({fmt}).")

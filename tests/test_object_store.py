@@ -172,3 +172,18 @@ def test_a_bucket_is_a_source_but_not_an_output(objects, image_folder, capsys):
 def test_a_missing_object_store_source_is_one_clear_error(objects, capsys):
     assert _run("objstore://bucket/nothing-here", OUT) == 2
     assert "--source objstore://bucket/nothing-here does not exist" in capsys.readouterr().err
+
+
+def test_a_list_file_on_an_object_store_reads_paths_above_its_folder(objects, tmp_path):
+    # "../photos/x.png" was read as the object "lists/../photos/x.png", which no store holds: all unreadable.
+    import json
+
+    rows = ["../photos/cats/cats_0.jpg", "./../photos/dogs/dogs_1.png", "../photos/./cats/cats_0.jpg"]
+    text = "".join(json.dumps({"path": p, "label": p.split("/")[-2]}) + "\n" for p in rows)
+    objects["objstore://bucket/lists/labels.jsonl"] = (text.encode(), 0.0)
+    assert _run("objstore://bucket/lists/labels.jsonl", OUT) == 0
+    store.download_folder(OUT, tmp_path / "o")
+    dead = [json.loads(line) for line in (tmp_path / "o" / "dead_letter.jsonl").read_text().splitlines()]
+    assert [(d["source_key"], d["reason"]) for d in dead] == [("labels.jsonl#3", "duplicate_key")]
+    keys = sorted(set(read_parquet(tmp_path / "o")["source_key"].to_pylist()))
+    assert keys == ["../photos/cats/cats_0.jpg", "../photos/dogs/dogs_1.png"]

@@ -17,7 +17,7 @@ from beam_jobs.errors import UserError
 from beam_jobs.sinks.writers import tfrecord_frame
 from schemas.tf_example import encode_example
 from tests.fixtures import encode, photo_like, read_tfrecords
-from tests.test_pipeline_e2e import run
+from tests.test_pipeline_e2e import fingerprint, run
 
 
 def dead(out):
@@ -465,3 +465,89 @@ def test_float_labels_in_lists_and_refusals_after_selection_and_in_preview(tmp_p
     assert "no usable parquet records" in capsys.readouterr().err and not (tmp_path / "o").exists()
     assert main(["preview", "--source", str(data), "--out", str(tmp_path / "p.png")]) == 2
     assert "preview reads image folders, archives and list files" in capsys.readouterr().err
+
+
+def test_a_listed_path_has_one_key_and_a_clean_one_keeps_its_own():
+    from beam_jobs.sources.records import listed_path
+
+    # Keys seed every copy: a path normalised already must keep its key, or every dataset's copies would change.
+    for clean in ("a/x.jpg", "x.jpg", "../imgs/x.jpg", "/data/a/x.jpg", "a b/x y.JPG"):
+        assert listed_path("/lists", clean)[0] == clean
+    for spelling in ("./a/x.jpg", "a//x.jpg", "a/./x.jpg", "b/../a/x.jpg", "a/x.jpg/"):
+        assert listed_path("/lists", spelling) == ("a/x.jpg", "/lists/a/x.jpg")
+    assert listed_path("/lists", "b/../../x.jpg") == ("../x.jpg", "/lists/../x.jpg")  # read above the list: allowed
+    assert listed_path(".", "//data/./a/x.jpg") == ("/data/a/x.jpg", "/data/a/x.jpg")
+    # An object's name is exact; a relative path in a list on an object store climbs out of its folder by text.
+    assert listed_path("/lists", "gs://b/a//x.jpg") == ("gs://b/a//x.jpg", "gs://b/a//x.jpg")
+    assert listed_path("gs://b/lists", "../imgs/./x.jpg") == ("../imgs/x.jpg", "gs://b/imgs/x.jpg")
+    assert listed_path("gs://b/lists", "../../x.jpg") == ("../../x.jpg", "gs://b/lists/../../x.jpg")  # no object
+
+
+def test_a_file_listed_under_several_spellings_is_expanded_once(tmp_path, cache_dir):
+    # ./a/x.png, a//x.png and a/./x.png were three more sources of a/x.png: the same image expanded four times.
+    rng = np.random.default_rng(9)
+    lists, imgs = tmp_path / "lists", tmp_path / "lists" / "a"
+    imgs.mkdir(parents=True)
+    for name in ("x.png", "y.png", "z.png"):
+        (imgs / name).write_bytes(encode(photo_like(rng, 8, 8), "PNG"))
+    (tmp_path / "up.png").write_bytes(encode(photo_like(rng, 8, 8), "PNG"))
+    rows = ["a/x.png,cat", "./a/x.png,cat", "a//x.png,dog", "a/./x.png,cat", "b/../a/x.png,cat", f"{imgs}/x.png,cat",
+            "./a/y.png,dog", "a/z.png,", "a//z.png,cat", "../up.png,dog", "../lists/../up.png,dog"]  # fmt: skip
+    (lists / "l.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    m = run(out, source=str(lists / "l.csv"), copies=2, cache_dir=str(cache_dir), source_format="list")
+    assert names_by_key(out, m) == {"a/x.png": "cat", "a/y.png": "dog", "../up.png": "dog"}
+    # A dead first listing (no label) keeps its path too: every key names one row.
+    dup = {f"l.csv#{n}": "duplicate_key" for n in (2, 3, 4, 5, 6, 9, 11)}
+    assert dead(out) == {**dup, "a/z.png": "missing_label"}
+    c = m["counts"]
+    assert (c["images_in"], c["images_ok"], c["dead_letters"], c["records_out"]) == (11, 3, 8, 6)
+    rows_by_key = [r["source_key"] for r in read_tfrecords(out)]
+    assert sorted(rows_by_key) == sorted(["a/x.png", "a/y.png", "../up.png"] * 2)
+
+    # The normalised key is the clean listing's key: the same copies, bit for bit.
+    (lists / "clean.csv").write_text("a/y.png,dog\n")
+    (lists / "messy.csv").write_text("./a//y.png,dog\n")
+    for name in ("clean", "messy"):
+        run(tmp_path / name, source=str(lists / f"{name}.csv"), copies=2, cache_dir=str(cache_dir), name="y",
+            source_format="list")  # fmt: skip
+    assert fingerprint(tmp_path / "clean") == fingerprint(tmp_path / "messy")
+
+
+def test_a_list_file_whose_paths_lead_nowhere_is_refused(tmp_path, capsys):
+    # Every listed image missing (paths written relative to another folder) published an empty dataset, exit 0.
+    from beam_jobs.cli import main
+
+    rng = np.random.default_rng(10)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "lists").mkdir()
+    for i in range(3):
+        (tmp_path / "imgs" / f"{i}.png").write_bytes(encode(photo_like(rng, 8, 8), "PNG"))
+    listing = tmp_path / "lists" / "labels.csv"
+    # Three paths relative to the wrong folder, a folder, and a row without a label.
+    listing.write_text("path,label\nimgs/0.png,cat\nimgs/1.png,dog\nimgs/2.png,cat\n../imgs,dog\nimgs/9.png,\n")
+    out = tmp_path / "out"
+    for extra in ([], ["--dry-run"], ["--max-bad-fraction", "0.5"]):
+        capsys.readouterr()
+        assert main(["run", "--source", str(listing), "--source-format", "list", "--output", str(out),
+                     "--no-progress", *extra]) == 2  # fmt: skip
+        err = capsys.readouterr().err
+        assert "no usable list records" in err and "all 5 would be dead letters (4 unreadable, 1 missing_label)" in err
+        assert f"e.g. imgs/0.png (no file at {tmp_path}/lists/imgs/0.png), imgs/1.png (no file at " in err
+        assert f"relative to the list file's folder {tmp_path}/lists " in err
+        assert "Traceback" not in err and not out.exists()
+    # Preview plans as a run does: the same message, not an empty contact sheet.
+    jsonl = tmp_path / "lists" / "labels.jsonl"
+    jsonl.write_text('{"path": "imgs/0.png", "label": "cat"}\n')
+    assert main(["preview", "--source", str(jsonl), "--out", str(tmp_path / "p.png")]) == 2
+    assert "(1 unreadable), e.g. imgs/0.png (no file at" in capsys.readouterr().err
+    # Rows that are no rows, or have no label under --label-key: the message names them, there is no path to blame.
+    jsonl.write_text('{"path": "imgs/0.png", "class": "cat"}\n[1]\n')
+    assert main(["run", "--source", str(jsonl), "--output", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "(1 missing_label, 1 bad_row), e.g. imgs/0.png (missing_label), labels.jsonl#2 (bad_row); " in err
+    assert "--label-key" in err and "relative to" not in err
+    # Relative to the list file's folder, as the message says: the run works.
+    jsonl.write_text("".join(f'{{"path": "../imgs/{i}.png", "label": "cat"}}\n' for i in range(3)))
+    assert main(["run", "--source", str(jsonl), "--output", str(out), "--no-progress", "--copies", "1"]) == 0
+    assert sorted(r["source_key"] for r in read_tfrecords(out)) == [f"../imgs/{i}.png" for i in range(3)]

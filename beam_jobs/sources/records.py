@@ -4,9 +4,9 @@ TFRecord includes TFDS directories; Parquet the Hugging Face layout and plain co
 JSONL of ``path,label``.
 
 Each format has a scanner that walks its files in order and yields ``Item``s: a stable key (``<file>#<index>``,
-the tar sample key, or the listed path), a label (index, name or None), the encoded bytes (or a path) and, for
-records that cannot be used, a reason code. The launcher scans once to list classes and counts; the pipeline's
-``ReadRecordsFn`` scans again to stream the bytes, so nothing is loaded whole.
+the tar sample key, or the listed path, normalised), a label (index, name or None), the encoded bytes (or a path)
+and, for records that cannot be used, a reason code. The launcher scans once to list classes and counts; the
+pipeline's ``ReadRecordsFn`` scans again to stream the bytes, so nothing is loaded whole.
 """
 
 from __future__ import annotations
@@ -326,15 +326,17 @@ def scan_list(path: str, root: str, opts: RecordOptions, with_data: bool) -> Ite
     """Yields one item per ``path,label`` line (CSV) or ``{"path": ..., "label": ...}`` line (JSONL).
 
     Fields are stripped. A line that is not a ``path,label`` row (bad JSON, not an object, a path that is not a
-    string) is a ``bad_row`` item keyed ``<list file>#<line number>``. A path listed again (with any label) is a
-    ``duplicate_key`` item keyed by its line: the first listing is kept.
+    string) is a ``bad_row`` item keyed ``<list file>#<line number>``. A listed path is keyed and read as
+    ``listed_path`` says. A file listed again (with any label, under any spelling of its path) is a
+    ``duplicate_key`` item keyed by its line: the first listing is kept, also when it is itself dead, so that no
+    two items share a key.
 
     Raises:
         UserError: The file is not UTF-8 text.
     """
-    base = path.rsplit("/", 1)[0] if "/" in path else "."
+    base = list_file_folder(path)
     rel = _rel(path, root)
-    labels: dict[str, Any] = {}
+    seen: set[str] = set()  # where each listed file is, spelled one way
     for line, p, label in _list_rows(path, opts.label_key):
         if p is None:
             yield Item(f"{rel}#{line}", None, error="bad_row")
@@ -342,16 +344,58 @@ def scan_list(path: str, root: str, opts: RecordOptions, with_data: bool) -> Ite
         if not p:
             yield Item(f"{rel}#{line}", None, error="missing_image")
             continue
-        full = p if (p.startswith("/") or "://" in p) else f"{base}/{p}"
-        key = p.lstrip("/") if not p.startswith("/") and "://" not in p else p
+        key, full = listed_path(base, p)
         label = int(label) if isinstance(label, str) and _is_int(label) else label
+        where = _same_file(full)
+        if where in seen:  # again with its label it would write the same records twice
+            yield Item(f"{rel}#{line}", label, error="duplicate_key")
+            continue
+        seen.add(where)
         if label in (None, ""):
             yield Item(key, None, error="missing_label")
-        elif key in labels:  # the first listing stands: again with its label it would write the same records twice
-            yield Item(f"{rel}#{line}", label, error="duplicate_key")
         else:
-            labels[key] = label
             yield Item(key, label, path=full)
+
+
+def list_file_folder(path: str) -> str:
+    """The folder a list file's relative paths are relative to: the list file's own."""
+    return path.rsplit("/", 1)[0] if "/" in path else "."
+
+
+def listed_path(base: str, p: str) -> tuple[str, str]:
+    """Returns the key and the location of a path listed in a list file in the folder ``base``.
+
+    A relative path is normalised as text (``posixpath.normpath``: ``./a/x.jpg``, ``a//x.jpg``, ``a/./x.jpg`` and
+    ``a/b/../x.jpg`` are all ``a/x.jpg``), so one file has one key; a path that is normalised already keeps it as
+    listed (keys seed every copy: a clean key must never change). It is read from ``base``, also when it climbs out
+    of it with ``..`` (the list is the user's, as ``--source`` is; the key keeps its leading ``../``). An absolute
+    path is normalised the same way and keyed by itself; a URL is an object's exact name (``a//b`` is another
+    object than ``a/b``) and is taken as listed.
+    """
+    if "://" in p:
+        return p, p
+    if p.startswith("/"):
+        key = "/" + posixpath.normpath(p).lstrip("/")  # POSIX keeps a leading "//"; Linux reads it as "/"
+        return key, key
+    key = posixpath.normpath(p)
+    return key, _join(base, key)
+
+
+def _join(base: str, key: str) -> str:
+    """``base/key``; on an object store, a leading ``..`` is resolved (an object name has no ``..`` of its own)."""
+    if "://" not in base or not key.startswith("../"):
+        return f"{base}/{key}"
+    scheme, _, rest = base.partition("://")
+    bucket, _, folder = rest.partition("/")
+    joined = posixpath.normpath(posixpath.join(folder, key))
+    if joined == ".." or joined.startswith("../"):
+        return f"{base}/{key}"  # above the bucket: it names no object, and is dead-lettered unreadable
+    return f"{scheme}://{bucket}/{joined}"
+
+
+def _same_file(location: str) -> str:
+    """A location spelled one way: a local path made absolute (``a/x.jpg`` beside ``/data/a/x.jpg``), a URL as is."""
+    return location if "://" in location else os.path.abspath(location)
 
 
 def _list_rows(path: str, label_key: str) -> Iterator[tuple[int, str | None, Any]]:
