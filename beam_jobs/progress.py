@@ -19,7 +19,8 @@ import time
 def read_counts(directory: str) -> tuple[int, int]:
     """Returns (records, sources) summed over every worker's progress file."""
     records = sources = 0
-    for path in glob.glob(os.path.join(directory, "*.json")):
+    # The directory is a name, not a pattern: a TMPDIR with "[" or "*" in it would match other files, or none.
+    for path in glob.glob(os.path.join(glob.escape(directory), "*.json")):
         try:
             with open(path) as f:
                 data = json.load(f)
