@@ -77,6 +77,72 @@ def test_decompression_bombs_are_rejected_from_the_header():
     assert reason(png_header_only(40000, 10), max_side=32768) == "too_large"
 
 
+def header_only(fmt: str, width: int, height: int) -> bytes:
+    """A ``fmt`` file declaring ``width`` x ``height`` that ends right after its header (a bomb's first bytes)."""
+    pil = Image.fromarray(RGB)
+    if fmt == "PNG":
+        return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    if fmt == "JPEG":
+        data = bytearray(encode(RGB, "JPEG"))
+        sof = data.index(b"\xff\xc0")
+        data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+        return bytes(data[: sof + 2 + struct.unpack(">H", data[sof + 2 : sof + 4])[0]])
+    if fmt == "GIF":
+        return save(pil, "GIF")[:6] + struct.pack("<HH", width, height) + b"\x00\x00\x00"
+    if fmt == "BMP":
+        data = bytearray(save(pil, "BMP"))
+        data[18:26] = struct.pack("<ii", width, height)
+        return bytes(data[:54])
+    if fmt == "TIFF":
+        data = bytearray(save(pil, "TIFF"))
+        (ifd,) = struct.unpack("<I", data[4:8])
+        (count,) = struct.unpack("<H", data[ifd : ifd + 2])
+        for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+            tag, kind = struct.unpack("<HH", data[entry : entry + 4])
+            if tag in (256, 257):
+                side = width if tag == 256 else height
+                data[entry + 8 : entry + 12] = struct.pack("<HH", side, 0) if kind == 3 else struct.pack("<I", side)
+        return bytes(data[: ifd + 2 + 12 * count + 4])  # the IFD, without the values it points to
+    if fmt == "WEBP":  # lossy: 14-bit sides after the frame's start code
+        data = bytearray(save(pil, "WEBP", quality=80))
+        data[26:30] = struct.pack("<HH", width, height)
+        return bytes(data[:30])
+    if fmt == "WEBP-lossless":
+        data = bytearray(save(pil, "WEBP", lossless=True))
+        bits = int.from_bytes(data[21:25], "little") & ~((1 << 28) - 1)
+        data[21:25] = (bits | (width - 1) | (height - 1) << 14).to_bytes(4, "little")
+        return bytes(data[:25])
+    assert fmt == "WEBP-extended"
+    vp8x = (
+        b"VP8X"
+        + struct.pack("<I", 10)
+        + b"\x00" * 4
+        + (width - 1).to_bytes(3, "little")
+        + (height - 1).to_bytes(3, "little")
+    )
+    return b"RIFF" + struct.pack("<I", 4 + len(vp8x)) + b"WEBP" + vp8x
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "WEBP-lossless", "WEBP-extended"])
+def test_a_bomb_cut_right_after_its_header_is_too_large(fmt):
+    # Pillow reads past the header before it reports a size (a PNG's chunks up to IDAT, a GIF's first frame, a
+    # WebP's bitstream): cut there, a bomb was not_an_image or corrupt. The header's claim decides.
+    webp = fmt.startswith("WEBP")
+    big = 16383 if webp else 40000  # a WebP frame's sides have 14 bits
+    assert reason(header_only(fmt, big, big)) == "too_large"  # over 64 Mpx
+    if not webp:
+        assert reason(header_only(fmt, 40000, 2)) == "too_large"  # a side over 32768 px
+    assert reason(header_only(fmt, 100, 100)) in ("not_an_image", "corrupt")  # no bomb: damaged, as before
+
+
+def test_a_header_that_breaks_off_or_fails_its_checksum_declares_nothing():
+    bomb = header_only("PNG", 100000, 100000)
+    assert reason(bomb[:-2]) == "not_an_image"  # the IHDR chunk's CRC is cut
+    assert reason(bomb[:-4] + b"\x00" * 4) in ("not_an_image", "corrupt")  # a wrong CRC: the sides may be damage
+    jpeg = header_only("JPEG", 60000, 60000)
+    assert reason(jpeg[:-3]) in ("not_an_image", "corrupt")  # the frame header breaks off
+
+
 def test_degenerate_sizes():
     assert reason(png_header_only(0, 10)) in ("corrupt", "empty_image", "not_an_image")
     image, step = decode_image(encode(RGB[:1, :1], "PNG"))

@@ -8,7 +8,9 @@ OpenCV (libjpeg-turbo / libpng / libwebp), the fastest encoder measured here.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 from typing import Any
 
 import cv2
@@ -78,10 +80,12 @@ def decode_image(
     except DecodeError:
         raise
     except UnidentifiedImageError:
+        _check_declared_size(data, max_pixels, max_side)
         raise DecodeError("not_an_image", "the content is not a recognised image format") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise DecodeError("too_large", str(e)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
+        _check_declared_size(data, max_pixels, max_side)
         raise DecodeError("corrupt", f"{type(e).__name__}: {e}") from None
     step = {
         "op": "decode",
@@ -97,6 +101,123 @@ def decode_image(
         },
     }
     return rgb, step
+
+
+def _check_declared_size(data: bytes, max_pixels: int, max_side: int) -> None:
+    """Raises ``too_large`` for a file Pillow could not open whose header declares a size over the caps.
+
+    Pillow reads past the header before it reports a size (a PNG's chunks up to the first IDAT, a GIF's first
+    frame, a WebP's bitstream), so a bomb cut right after its header was ``not_an_image`` or ``corrupt``. What the
+    header claims decides, whatever follows it, as for a bomb that is whole.
+    """
+    size = _declared_size(data)
+    if size is not None and (size[0] * size[1] > max_pixels or max(size) > max_side):
+        raise DecodeError("too_large", f"{size[0]}x{size[1]} exceeds the pixel cap (declared by the header)") from None
+
+
+def _declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) that a PNG, JPEG, GIF, BMP, TIFF or WebP header declares, read without Pillow.
+
+    Returns None for other formats and for a header that is itself cut short or fails its checksum (a PNG's IHDR
+    CRC): only a complete header declares anything. PPM needs none of this: Pillow reports its size from the header.
+    """
+    for magic, parse in _HEADERS:
+        if data.startswith(magic):
+            try:
+                return parse(data)
+            except (struct.error, IndexError):  # the header breaks off
+                return None
+    return None
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    length, kind = struct.unpack(">I4s", data[8:16])
+    if length != 13 or kind != b"IHDR" or zlib.crc32(data[12:29]) != struct.unpack(">I", data[29:33])[0]:
+        return None
+    return struct.unpack(">II", data[16:24])
+
+
+# Start-of-frame markers (baseline, progressive, lossless, arithmetic); C4, C8 and CC share the range but are no frame.
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """The frame header's size: segments are walked from the start (EXIF, tables) up to the first one."""
+    i = 2
+    while True:
+        if data[i] != 0xFF:
+            return None  # no marker where one must be: not a header this walk can read
+        marker = data[i + 1]
+        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            i += 1 if marker == 0xFF else 2  # fill byte, or a marker without a segment
+            continue
+        if marker in (0xD9, 0xDA):
+            return None  # the image ends or its data starts without a frame header
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        if marker in _SOF:
+            if len(data) < i + 2 + length:
+                return None  # the frame header breaks off
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            return width, height
+        i += 2 + length
+
+
+def _gif_size(data: bytes) -> tuple[int, int] | None:
+    if len(data) < 13:  # the logical screen descriptor breaks off
+        return None
+    return struct.unpack("<HH", data[6:10])
+
+
+def _bmp_size(data: bytes) -> tuple[int, int] | None:
+    (header,) = struct.unpack("<I", data[14:18])
+    if len(data) < 14 + header:
+        return None  # the info header breaks off
+    if header == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sides
+        return struct.unpack("<HH", data[18:22])
+    width, height = struct.unpack("<ii", data[18:26])
+    return abs(width), abs(height)  # a negative height is a top-down image
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """ImageWidth (256) and ImageLength (257) of the first IFD, when both are there as one SHORT or LONG."""
+    order = "<" if data[:2] == b"II" else ">"
+    (offset,) = struct.unpack(order + "I", data[4:8])
+    (count,) = struct.unpack(order + "H", data[offset : offset + 2])
+    sides: dict[int, int] = {}
+    for entry in range(offset + 2, offset + 2 + 12 * count, 12):
+        tag, kind, n = struct.unpack(order + "HHI", data[entry : entry + 8])
+        if tag in (256, 257) and n == 1 and kind in (3, 4):
+            sides[tag] = struct.unpack_from(order + ("H" if kind == 3 else "I"), data, entry + 8)[0]
+        if len(sides) == 2:
+            return sides[256], sides[257]
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    if data[8:12] != b"WEBP":
+        return None
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:  # extended: the canvas, 24-bit sides minus one
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":  # lossy: 14-bit sides after the start code
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L" and data[20] == 0x2F:  # lossless: 14-bit sides minus one, packed
+        (bits,) = struct.unpack("<I", data[21:25])
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+_HEADERS = (
+    (b"\x89PNG\r\n\x1a\n", _png_size),
+    (b"\xff\xd8", _jpeg_size),
+    (b"GIF87a", _gif_size),
+    (b"GIF89a", _gif_size),
+    (b"BM", _bmp_size),
+    (b"II*\x00", _tiff_size),
+    (b"MM\x00*", _tiff_size),
+    (b"RIFF", _webp_size),
+)
 
 
 def _exif_orientation(img: Image.Image) -> int:
