@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from beam_jobs.errors import JobFailed, UserError
+from beam_jobs.errors import JobFailed, SourceReadError, UserError
 from transforms.functional.geometric import FILL_MODES
 from transforms.mix import PARTNER_MODES
 from transforms.quality import DEFAULT_MAX_FILL, DEFAULT_MAX_REDRAWS, DEFAULT_MIN_STD
@@ -535,7 +535,9 @@ def _info(ns: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``beam-expand`` console script; returns the exit code (2 for user errors).
+    """Entry point of the ``beam-expand`` console script; returns the exit code.
+
+    2 for user errors; 1 for a failed job or a source that could not be read (storage trouble: run again).
 
     Called without ``argv`` (the console script, ``python -m beam_jobs.cli``), the process is a fresh command: local
     multi-process workers are then forked from it (``beam_jobs.forked_workers``) rather than started afresh.
@@ -565,6 +567,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except JobFailed as e:
         print(f"beam-expand: job failed: {e}", file=sys.stderr)
+        return 1
+    except SourceReadError as e:  # storage trouble, not the user's: nothing was published
+        print(f"beam-expand: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("beam-expand: interrupted", file=sys.stderr)

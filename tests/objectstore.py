@@ -6,6 +6,9 @@ renamed but object by object, reading a missing object raises the client's own `
 ``exists`` refuses a bucket root (``ValueError``), as Beam's GCS filesystem does. Importing this module registers
 the scheme with Beam (plugin discovery by subclass); objects live in ``OBJECTS`` for the process (an in-process
 runner's workers share them).
+
+``FAILURES`` injects storage trouble: a read that reaches the byte range given for an object raises the error given
+(a connection reset mid-download), on every attempt, while reads elsewhere in the object succeed.
 """
 
 from __future__ import annotations
@@ -18,10 +21,31 @@ from apache_beam.io.filesystem import BeamIOError, CompressedFile, CompressionTy
 
 SCHEME = "objstore"
 OBJECTS: dict[str, tuple[bytes, float]] = {}  # path -> (bytes, time written)
+FAILURES: dict[str, tuple[int, int, BaseException]] = {}  # path -> (start, end, error) of reads that fail
 
 
 class NotFound(Exception):
     """What reading a missing object raises (as google.api_core's NotFound: not an OSError)."""
+
+
+class _FailingDownload(io.BytesIO):
+    """An object's bytes whose reads raise ``error`` when they reach ``[start, end)``."""
+
+    def __init__(self, data: bytes, start: int, end: int, error: BaseException):
+        super().__init__(data)
+        self._start, self._end, self._error = start, end, error
+
+    def read(self, size: int | None = -1) -> bytes:
+        position = self.tell()
+        stop = len(self.getbuffer()) if size is None or size < 0 else position + size
+        if position < self._end and stop > self._start:
+            raise self._error
+        return super().read(size)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 class _Upload(io.BytesIO):
@@ -66,6 +90,8 @@ class ObjectStoreFileSystem(FileSystem):
     def open(self, path, mime_type="application/octet-stream", compression_type=CompressionTypes.AUTO):
         if path not in OBJECTS:
             raise NotFound(f"404 GET {path}: No such object")
+        if path in FAILURES:
+            return self._wrap(_FailingDownload(OBJECTS[path][0], *FAILURES[path]), path, compression_type)
         return self._wrap(io.BytesIO(OBJECTS[path][0]), path, compression_type)
 
     def _wrap(self, raw, path, compression_type):

@@ -380,6 +380,57 @@ def test_a_truncated_archive_keeps_what_came_before(tmp_path, cache_dir):
     assert "damaged" in manifest["listing"]["problems"][0]
 
 
+def _selected(listing) -> dict[str, tuple[int, str]]:
+    return {s.key: (s.label, s.label_name) for s in listing.images}
+
+
+def _distinct_members(n: int = 30) -> list[tuple[tarfile.TarInfo, bytes]]:
+    """Members of distinct images (identical ones would compress to nothing after the first)."""
+    return [_file(f"root/c{i % 2}/{i:03d}.png", encode(photo_like(np.random.default_rng(i), 64, 64), "PNG"))
+            for i in range(n)]  # fmt: skip
+
+
+def test_a_truncated_archive_is_read_up_to_the_damage_and_the_rest_dead_lettered(tmp_path):
+    whole = tmp_path / "whole.tgz"
+    whole.write_bytes(_tar_bytes(_distinct_members()))
+    cut = tmp_path / "cut.tgz"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    listing, prefix, _ = list_archive(str(whole))
+    read = list(archive.ReadArchiveFn(prefix, _selected(listing)).process(str(cut)))
+    damaged = [s.key for s in read if s.error == "archive_damaged"]
+    assert len(read) == 30 and 5 < len(damaged) < 30 and all(s.data for s in read if s.error is None)
+
+
+@pytest.mark.parametrize("error", [ConnectionResetError(104, "Connection reset by peer"), TimeoutError("timed out"),
+                                   PermissionError(13, "Permission denied"), OSError("plain")],
+                         ids=lambda e: type(e).__name__)  # fmt: skip
+def test_a_failed_archive_read_is_no_damage(tmp_path, error):
+    # A read that fails mid-archive (a reset download) says nothing about the members after it: listing and reading
+    # raise (the launcher stops, the runner retries the bundle) rather than list fewer or dead-letter the rest.
+    from beam_jobs.errors import SourceReadError
+    from tests import objectstore as store
+
+    data = _tar_bytes(_distinct_members())
+    path = "objstore://bucket/a.tgz"
+    local = tmp_path / "a.tgz"
+    local.write_bytes(data)
+    listing, prefix, _ = list_archive(str(local))
+    store.OBJECTS[path] = (data, 0.0)
+    store.FAILURES[path] = (len(data) // 2, len(data) // 2 + 1, error)
+    try:
+        with pytest.raises(SourceReadError, match="cannot read objstore://bucket/a.tgz") as raised:
+            list_archive(path)
+        assert raised.value.__cause__ is error
+        with pytest.raises(SourceReadError):
+            list(archive.ReadArchiveFn(prefix, _selected(listing)).process(path))
+    finally:
+        store.OBJECTS.clear()
+        store.FAILURES.clear()
+    local.unlink()  # gone by the time a worker reads it
+    with pytest.raises(SourceReadError, match="FileNotFoundError"):
+        list(archive.ReadArchiveFn(prefix, _selected(listing)).process(str(local)))
+
+
 def test_one_hundred_thousand_empty_members_are_counted(tmp_path):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:

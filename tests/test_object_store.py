@@ -21,9 +21,11 @@ SRC, OUT = "objstore://bucket/photos", "objstore://bucket/expanded"
 @pytest.fixture
 def objects(image_folder):
     store.OBJECTS.clear()
+    store.FAILURES.clear()
     store.upload_folder(image_folder, SRC)
     yield store.OBJECTS
     store.OBJECTS.clear()
+    store.FAILURES.clear()
 
 
 def _run(source: str, output: str, *extra: str) -> int:
@@ -153,6 +155,63 @@ def test_passing_trouble_reading_fails_the_run_rather_than_dropping_images(objec
     with pytest.raises(Exception, match="rate limit exceeded"):
         _run(SRC, OUT)
     assert not [p for p in objects if p.startswith(OUT + "/")]  # nothing published
+
+
+def _parquet_source(objects, image_folder) -> tuple[str, int]:
+    """Stores the folder's 12 images as one Parquet file in row groups of 2; returns its path and group 3's offset."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = sorted(p for p in image_folder.rglob("*") if p.is_file())
+    table = pa.table({"image": [p.read_bytes() for p in files], "label": [p.parent.name for p in files]})
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=2, use_dictionary=False)
+    path = "objstore://bucket/records/a.parquet"
+    objects[path] = (buf.getvalue(), 0.0)
+    return path, pq.ParquetFile(buf).metadata.row_group(3).column(0).data_page_offset
+
+
+def test_a_failed_read_of_a_record_source_stops_the_launcher_with_one_clear_error(
+    objects, image_folder, tmp_path, capsys
+):
+    # A reset connection says nothing about the rows: they were dead-lettered as corrupt_shard (a dataset without
+    # them was published, or, as here, the source refused as holding no usable record). A rerun reads them all.
+    path, group3 = _parquet_source(objects, image_folder)
+    store.FAILURES[path] = (group3, group3 + 1, ConnectionResetError(104, "Connection reset by peer"))
+    assert _run(path, OUT) == 1
+    err = capsys.readouterr().err
+    assert f"beam-expand: error: cannot read {path} (ConnectionResetError: [Errno 104]" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not [p for p in objects if p.startswith(OUT + "/")]
+    store.FAILURES.clear()  # the storage answers again: the same command reads every row
+    assert _run(path, OUT) == 0
+    store.download_folder(OUT, tmp_path / "o")
+    assert len(set(read_parquet(tmp_path / "o").column("source_key").to_pylist())) == 12
+    assert not (tmp_path / "o" / "dead_letter.jsonl").read_text().strip()
+
+
+def test_a_failed_read_of_a_record_file_in_a_worker_fails_the_bundle_not_the_rows(
+    objects, image_folder, monkeypatch, capsys
+):
+    # The listing read the file; the worker's read breaks off: no row becomes a dead letter, the bundle fails (Beam
+    # retries it; the local runner fails the run) and nothing is published.
+    from beam_jobs import pipeline
+
+    path, group3 = _parquet_source(objects, image_folder)
+    build = pipeline.build_pipeline
+
+    def build_then_fail_reads(*args, **kwargs):
+        out = build(*args, **kwargs)
+        store.FAILURES[path] = (group3, group3 + 1, TimeoutError("The read operation timed out"))
+        return out
+
+    monkeypatch.setattr(pipeline, "build_pipeline", build_then_fail_reads)
+    assert _run(path, OUT) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"beam-expand: error: cannot read {path} (TimeoutError: The read operation timed out)")
+    assert not [p for p in objects if p.startswith(OUT + "/")]
 
 
 def test_a_bucket_is_a_source_but_not_an_output(objects, image_folder, capsys):

@@ -3,6 +3,7 @@
 Corrupt shards and rows in each are dead-lettered with their location while the rest is processed.
 """
 
+import errno
 import io
 import json
 import tarfile
@@ -551,3 +552,212 @@ def test_a_list_file_whose_paths_lead_nowhere_is_refused(tmp_path, capsys):
     jsonl.write_text("".join(f'{{"path": "../imgs/{i}.png", "label": "cat"}}\n' for i in range(3)))
     assert main(["run", "--source", str(jsonl), "--output", str(out), "--no-progress", "--copies", "1"]) == 0
     assert sorted(r["source_key"] for r in read_tfrecords(out)) == [f"../imgs/{i}.png" for i in range(3)]
+
+
+# --- damage is a dead letter; a failed read is none (it raises, and a retry reads the file again) ---------------
+
+
+def _parquet_bytes(compression: str = "snappy", compressible: bool = False) -> bytes:
+    """A Parquet file of 50 distinct 8 KB "images" in row groups of 10, without dictionary pages.
+
+    Random bytes keep it over pyarrow's 64 KB footer read (so a failed read of row group 2 comes after rows were
+    read); compressible ones make its pages real compressed data (random bytes are stored as they are).
+    """
+    rng = np.random.default_rng(11)
+    images = [(f"image {i} " * 820).encode() if compressible else rng.bytes(8192) for i in range(50)]
+    buf = io.BytesIO()
+    table = pa.table({"image": images, "label": [i % 2 for i in range(50)]})
+    pq.write_table(table, buf, row_group_size=10, compression=compression, use_dictionary=False)
+    return buf.getvalue()
+
+
+def _flipped(data: bytes, start: int, end: int) -> bytes:
+    damaged = bytearray(data)
+    damaged[start:end] = bytes(b ^ 0xFF for b in damaged[start:end])
+    return bytes(damaged)
+
+
+def _page(data: bytes, group: int) -> int:
+    """Where row group ``group``'s image column starts (its first page header)."""
+    return pq.ParquetFile(io.BytesIO(data)).metadata.row_group(group).column(0).data_page_offset
+
+
+def _footer(data: bytes) -> int:
+    """Where the footer (thrift FileMetaData) starts: its length sits before the closing magic bytes."""
+    return len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+
+
+def _broken_footer(data: bytes) -> bytes:
+    return _flipped(data, _footer(data) + 10, _footer(data) + 60)
+
+
+def _wrong_footer_length(data: bytes) -> bytes:
+    return data[:-8] + (10**8).to_bytes(4, "little") + data[-4:]
+
+
+def _broken_page_header(data: bytes) -> bytes:
+    return _flipped(data, _page(data, 2), _page(data, 2) + 8)
+
+
+# What pyarrow 25 raises for each kind of damage: ArrowInvalid, or a bare OSError (errno None), never the error a
+# failed read raised. The scan makes each one corrupt_shard, keyed by the file or by the first row not read.
+PARQUET_DAMAGE = {
+    "cut short": (lambda d: d[: len(d) // 2], pa.ArrowInvalid, "magic bytes not found", "a.parquet"),
+    "empty": (lambda d: b"", pa.ArrowInvalid, "file size is 0 bytes", "a.parquet"),
+    "footer": (_broken_footer, OSError, "Couldn't deserialize thrift", "a.parquet"),
+    "footer length": (_wrong_footer_length, pa.ArrowInvalid, "size reported by", "a.parquet"),
+    "page header": (_broken_page_header, OSError, "Deserializing page header failed", "a.parquet#20"),
+}
+DECOMPRESSION = {"snappy": "Corrupt snappy compressed data", "zstd": "ZSTD decompression failed",
+                 "gzip": "GZipCodec failed"}  # fmt: skip
+
+
+def _scan(path: str, root: str) -> list:
+    from beam_jobs.sources.records import RecordOptions, scan_parquet
+
+    return list(scan_parquet(path, root, RecordOptions(), with_data=False))
+
+
+def _pyarrow_error(data: bytes) -> BaseException | None:
+    try:
+        pf = pq.ParquetFile(io.BytesIO(data))
+        for group in range(pf.num_row_groups):
+            pf.read_row_group(group)
+    except Exception as e:  # noqa: BLE001 (the point is which one)
+        return e
+    return None
+
+
+@pytest.mark.parametrize("kind", PARQUET_DAMAGE)
+def test_damaged_parquet_is_a_dead_letter_as_pyarrow_reports_it(tmp_path, kind):
+    damage, error_type, message, key = PARQUET_DAMAGE[kind]
+    data = damage(_parquet_bytes())
+    error = _pyarrow_error(data)
+    assert type(error) is error_type and message in str(error) and getattr(error, "errno", None) is None
+    (tmp_path / "a.parquet").write_bytes(data)
+    items = _scan(str(tmp_path / "a.parquet"), str(tmp_path) + "/")
+    assert [(it.key, it.error) for it in items if it.error] == [(key, "corrupt_shard")]
+    assert len(items) == (1 if key == "a.parquet" else 21)  # a damaged page keeps the rows before it
+
+
+@pytest.mark.parametrize("compression", DECOMPRESSION)
+def test_a_page_that_fails_to_decompress_is_a_dead_letter(tmp_path, compression):
+    data = _parquet_bytes(compression, compressible=True)
+    middle = _page(data, 2) + (_page(data, 3) - _page(data, 2)) // 3  # inside the compressed page, past its header
+    data = _flipped(data, middle, middle + 16)
+    error = _pyarrow_error(data)
+    assert type(error) is OSError and DECOMPRESSION[compression] in str(error) and error.errno is None
+    (tmp_path / "a.parquet").write_bytes(data)
+    items = _scan(str(tmp_path / "a.parquet"), str(tmp_path) + "/")
+    assert [(it.key, it.error) for it in items if it.error] == [("a.parquet#20", "corrupt_shard")]
+
+
+class ServiceUnavailable(Exception):
+    """An object store client's own error (google.api_core's are no OSError)."""
+
+    code = 503
+
+
+READ_FAILURES = [
+    ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+    TimeoutError("The read operation timed out"),
+    PermissionError(errno.EACCES, "Permission denied"),
+    FileNotFoundError(errno.ENOENT, "No such file or directory"),  # gone between two reads
+    OSError("plain"),  # no errno: as bare as pyarrow's own OSErrors for damage
+    ServiceUnavailable("503 GET: backend error"),
+]
+
+
+@pytest.fixture
+def stored():
+    """The in-memory object store (``tests/objectstore.py``), emptied before and after."""
+    from tests import objectstore as store
+
+    store.OBJECTS.clear()
+    store.FAILURES.clear()
+    yield store
+    store.OBJECTS.clear()
+    store.FAILURES.clear()
+
+
+def _failing_scan(store, fmt: str, data: bytes, start: int, end: int, error: BaseException):
+    """Scans ``data`` as a ``fmt`` file whose reads of ``[start, end)`` fail; returns (items read, error raised)."""
+    from beam_jobs.sources.records import SCANNERS, RecordOptions
+
+    path = f"objstore://bucket/src/a.{fmt}"
+    store.OBJECTS[path] = (data, 0.0)
+    store.FAILURES[path] = (start, end, error)
+    items = []
+    try:
+        for item in SCANNERS[fmt](path, "objstore://bucket/src/", RecordOptions(), with_data=True):
+            items.append(item)
+    except Exception as e:  # noqa: BLE001 (the point is which one)
+        return items, e
+    return items, None
+
+
+def _raised_for(raised, error: BaseException, path_end: str) -> bool:
+    from beam_jobs.errors import SourceReadError
+
+    return isinstance(raised, SourceReadError) and raised.__cause__ is error and path_end in str(raised)
+
+
+@pytest.mark.parametrize("error", READ_FAILURES, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("where", ["footer", "page"])
+def test_a_failed_parquet_read_raises_and_dead_letters_nothing(stored, error, where):
+    data = _parquet_bytes()
+    start = len(data) - 8 if where == "footer" else _page(data, 2)  # the footer, or row group 2 (rows 20-29)
+    items, raised = _failing_scan(stored, "parquet", data, start, start + 1, error)
+    assert _raised_for(raised, error, "a.parquet") and not [it for it in items if it.error]
+    assert len(items) == (0 if where == "footer" else 20)  # the rows read before it were no dead letters either
+
+
+@pytest.mark.parametrize("error", READ_FAILURES, ids=lambda e: type(e).__name__)
+def test_a_failed_read_of_the_class_names_raises_rather_than_dropping_them(stored, error):
+    # Without the ClassLabel names every label would be read as a class of its own: another dataset.
+    from beam_jobs.sources.records import parquet_class_names
+
+    data = _parquet_bytes()
+    stored.OBJECTS["objstore://bucket/src/a.parquet"] = (data, 0.0)
+    stored.FAILURES["objstore://bucket/src/a.parquet"] = (len(data) - 8, len(data), error)
+    with pytest.raises(Exception) as raised:
+        parquet_class_names("objstore://bucket/src/a.parquet", "label")
+    assert _raised_for(raised.value, error, "a.parquet")
+
+
+@pytest.mark.parametrize("error", READ_FAILURES, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("fmt", ["tfrecord", "tar"])
+def test_a_failed_tfrecord_or_webdataset_read_raises_and_dead_letters_nothing(stored, tmp_path, fmt, error):
+    rng = np.random.default_rng(12)
+    images = [encode(photo_like(rng, 64, 64), "PNG") for _ in range(10)]
+    if fmt == "tfrecord":
+        data = b"".join(tfrecord_frame(tf_example(image, i % 2)) for i, image in enumerate(images))
+    else:
+        webdataset(tmp_path / "a.tar", [m for i, image in enumerate(images) for m in
+                                        ((f"s{i}.png", image), (f"s{i}.cls", str(i % 2).encode()))])  # fmt: skip
+        data = (tmp_path / "a.tar").read_bytes()
+    middle = len(data) // 2
+    items, raised = _failing_scan(stored, fmt, data, middle, middle + 1, error)
+    assert _raised_for(raised, error, f"a.{fmt}") and not [it for it in items if it.error] and 0 < len(items) < 10
+
+
+def test_a_failed_read_is_remembered_whatever_a_decoder_makes_of_it(stored, tmp_path):
+    # Should a decoder swallow the file's error and report damage of its own, check() still says it was a failed read.
+    from beam_jobs.errors import SourceReadError
+    from beam_jobs.sources.reads import open_source
+
+    path = "objstore://bucket/src/a.bin"
+    stored.OBJECTS[path] = (b"0123456789", 0.0)
+    stored.FAILURES[path] = (5, 6, ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"))
+    with open_source(path) as f:
+        assert f.read(5) == b"01234"
+        f.check()  # nothing failed yet
+        with pytest.raises(SourceReadError):
+            f.read(5)
+        with pytest.raises(SourceReadError, match="ConnectionResetError"):
+            f.check()
+    (tmp_path / "local.bin").write_bytes(b"x")
+    with open_source(str(tmp_path / "local.bin")) as f:
+        with pytest.raises(io.UnsupportedOperation):
+            f.write(b"y")  # a probe's answer passes as it is: no failed read
+        assert f.failure is None

@@ -14,11 +14,10 @@ import zlib
 from collections.abc import Callable, Iterator
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
 from beam_jobs.sources.listing import Listing, build_listing, classify_key, is_text
+from beam_jobs.sources.reads import open_source
 from beam_jobs.staged import Staged, unstaged
 from schemas.source import SourceImage
 
@@ -45,6 +44,8 @@ def safe_name(name: str) -> str | None:
     return "/".join(parts)
 
 
+# Damage: what tarfile and the decompressors raise for an archive that is cut short or corrupt. A failed read of
+# the archive itself is a SourceReadError (``sources.reads``), none of these: it propagates, never "damage".
 ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
 
 
@@ -59,19 +60,24 @@ def iter_members(
 
     Raises:
         tarfile.TarError, OSError, EOFError, zlib.error: The archive is truncated or corrupt at this point.
+        SourceReadError: A read of the archive failed: no verdict on the members (a retry may read them).
     """
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-        with tarfile.open(fileobj=raw, mode="r|*") as tar:
-            for member in tar:
-                if member.isdir():
-                    continue  # structure only; files carry their full paths
-                name = safe_name(member.name) if member.isreg() else None
-                data = None
-                wanted = with_data(name) if callable(with_data) and name is not None else with_data
-                if wanted and name is not None and member.size <= MAX_MEMBER_BYTES:
-                    f = tar.extractfile(member)
-                    data = f.read() if f is not None else None
-                yield name, member, data
+    with open_source(path) as raw:
+        try:
+            with tarfile.open(fileobj=raw, mode="r|*") as tar:
+                for member in tar:
+                    if member.isdir():
+                        continue  # structure only; files carry their full paths
+                    name = safe_name(member.name) if member.isreg() else None
+                    data = None
+                    wanted = with_data(name) if callable(with_data) and name is not None else with_data
+                    if wanted and name is not None and member.size <= MAX_MEMBER_BYTES:
+                        f = tar.extractfile(member)
+                        data = f.read() if f is not None else None
+                    yield name, member, data
+        except ARCHIVE_ERRORS:
+            raw.check()  # a failed read is no damage, whatever tarfile made of it
+            raise
 
 
 def list_archive(path: str) -> tuple[Listing, str, bytes | None]:
@@ -87,6 +93,7 @@ def list_archive(path: str) -> tuple[Listing, str, bytes | None]:
 
     Raises:
         UserError: The archive cannot be read at all or holds no class folders with images.
+        SourceReadError: A read failed (no listing is made of the part read before it).
     """
     names, unsafe, duplicates, problems = [], [], [], []
     sizes: dict[str, int] = {}
@@ -170,7 +177,8 @@ class ReadArchiveFn(beam.DoFn):
         """Yields ``SourceImage``s in archive order; the pipeline reshuffles them before decoding.
 
         Every selected key is emitted exactly once: with its bytes, or with an ``error`` (``too_large``, or
-        ``archive_damaged`` for members at or after the point where the archive breaks off).
+        ``archive_damaged`` for members at or after the point where the archive breaks off). A failed read raises
+        ``SourceReadError`` instead: the runner retries the bundle.
         """
         emitted: set[str] = set()
         selected = {self._prefix + key for key in self._selected}

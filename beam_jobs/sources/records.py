@@ -25,13 +25,13 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.errors import UserError
 from beam_jobs.paths import exists, files_under, is_dir, is_local, is_object
 from beam_jobs.sinks.manifest import MANIFEST
 from beam_jobs.sources.listing import NO_LABEL, Listing
+from beam_jobs.sources.reads import SourceFile, open_source
 from beam_jobs.staged import Staged, unstaged
 from schemas.source import SourceImage
 
@@ -65,15 +65,20 @@ def _rel(path: str, root: str) -> str:
     return path[len(root) :].lstrip("/") if root and path.startswith(root) else posixpath.basename(path)
 
 
-def _open(path: str):
-    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+def _open(path: str) -> SourceFile:
+    """Opens a record file: a failed read raises ``SourceReadError``, never taken for damage (``sources.reads``)."""
+    return open_source(path)
 
 
 # --- TFRecord -------------------------------------------------------------------------------------------------
 
 
 def scan_tfrecord(path: str, root: str, opts: RecordOptions, with_data: bool) -> Iterator[Item]:
-    """Yields one item per ``tf.train.Example``; a bad CRC or truncation ends the shard with a dead item."""
+    """Yields one item per ``tf.train.Example``; a bad CRC or truncation ends the shard with a dead item.
+
+    Raises:
+        SourceReadError: A read failed: no verdict on the records (a short read is truncation, a failed one is not).
+    """
     from beam_jobs.sinks.writers import _masked_crc
 
     rel = _rel(path, root)
@@ -122,14 +127,19 @@ def _example_item(key: str, body: bytes, opts: RecordOptions, with_data: bool) -
 
 
 def parquet_class_names(path: str, label_key: str) -> list[str] | None:
-    """Returns the ClassLabel names from a Hugging Face Parquet schema, if present."""
+    """Returns the ClassLabel names from a Hugging Face Parquet schema, if present (None for a damaged file).
+
+    Raises:
+        SourceReadError: The file could not be read (the scan would say whether it is damaged).
+    """
     import pyarrow.parquet as pq
 
-    try:
-        with _open(path) as f:
+    with _open(path) as f:
+        try:
             meta = pq.ParquetFile(f).schema_arrow.metadata or {}
-    except Exception:  # noqa: BLE001 (damaged files are reported by the scan)
-        return None
+        except Exception:  # noqa: BLE001 (damaged files are reported by the scan)
+            f.check()  # a failed read is no damage: without the names every label would mean another class
+            return None
     hf = json.loads(meta.get(b"huggingface", b"{}") or b"{}")
     feature = hf.get("info", {}).get("features", {}).get(label_key, {})
     return list(feature["names"]) if feature.get("_type") == "ClassLabel" and "names" in feature else None
@@ -160,6 +170,9 @@ def scan_parquet(path: str, root: str, opts: RecordOptions, with_data: bool) -> 
     """Yields one item per row; a file without a footer or without the columns is one dead item.
 
     A damaged page ends the file with one dead item (``corrupt_shard``, keyed by the first row not read).
+
+    Raises:
+        SourceReadError: A read failed (a reset connection, a timeout, a vanished file): no verdict on the rows.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -169,6 +182,7 @@ def scan_parquet(path: str, root: str, opts: RecordOptions, with_data: bool) -> 
         try:
             pf = pq.ParquetFile(f)
         except Exception:  # noqa: BLE001 (a missing footer, not Parquet at all)
+            f.check()  # a failed read is no damage: it raises, and the bundle is retried
             yield Item(rel, None, error="corrupt_shard")
             return
         schema = pf.schema_arrow
@@ -186,6 +200,9 @@ def scan_parquet(path: str, root: str, opts: RecordOptions, with_data: bool) -> 
                         yield _parquet_item(f"{rel}#{i}", label, image, with_data)
                         i += 1
         except (OSError, pa.ArrowException):  # a damaged page: keep what came before, as for a TFRecord
+            # pyarrow 25 reports damage as ArrowInvalid or a bare OSError ("Couldn't deserialize thrift", "Corrupt
+            # snappy compressed data", "ZSTD decompression failed"); a failed read is a SourceReadError, no OSError.
+            f.check()
             yield Item(f"{rel}#{i}", None, error="corrupt_shard")
 
 
@@ -263,7 +280,11 @@ _IMAGE_EXT = {"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "ppm"}
 
 
 def scan_webdataset(path: str, root: str, opts: RecordOptions, with_data: bool) -> Iterator[Item]:
-    """Yields one item per sample (``key.jpg`` + ``key.cls`` or ``key.json`` with a ``label``), streamed."""
+    """Yields one item per sample (``key.jpg`` + ``key.cls`` or ``key.json`` with a ``label``), streamed.
+
+    Raises:
+        SourceReadError: A read of the shard failed (damage ends the shard; a failed read is no damage).
+    """
     from beam_jobs.sources.archive import ARCHIVE_ERRORS, iter_members
 
     rel = _rel(path, root)
@@ -600,5 +621,5 @@ def tfds_class_names(source: str) -> list[str] | None:
     path = FileSystems.join(base.rstrip("/"), "label.labels.txt")
     if not FileSystems.exists(path):
         return None
-    with FileSystems.open(path) as f:
+    with open_source(path) as f:
         return [line.strip() for line in f.read().decode("utf-8").splitlines() if line.strip()]
