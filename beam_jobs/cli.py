@@ -255,12 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text, allow_abbrev=False)
         cmd.add_argument("dataset_dir")
 
-    rep = sub.add_parser("replay", help="re-derive one copy bit for bit from its recipe", allow_abbrev=False)
+    rep = sub.add_parser(
+        "replay",
+        help="re-derive one copy bit for bit from its recipe",
+        description="Re-derive one copy bit for bit from its recipe and its source image, found again the way the "
+        "run read it: a file of an image folder or a named dataset, an archive member, a list file's path, or a "
+        "record of TFRecord, Parquet, CSV pixel-row or WebDataset files (local or on an object store). Records have "
+        "no index: their file is scanned up to the record (a big file takes a while).",
+        allow_abbrev=False,
+    )
     rep.add_argument("dataset_dir", nargs="?", help="output directory of a run")
     rep.add_argument("--source-key", help="the copy's source_key")
     rep.add_argument("--copy-index", type=int, help="the copy's copy_index")
     rep.add_argument("--view-index", type=int, default=0, help="the test-time view's view_index (--tta; default 0)")
-    rep.add_argument("--source", help="dataset root or archive, if it moved since the run")
+    rep.add_argument("--source", help="where the run's source is now, if it moved: dataset root, archive, list file, "
+                     "or record file, folder or glob")  # fmt: skip
     rep.add_argument("--recipe", help="a recipe (JSON text or file) instead of a dataset directory")
     rep.add_argument("--image", help="the source image, with --recipe")
     rep.add_argument("--partner-image", help="with --recipe of a mixed copy: the partner's source image")

@@ -33,7 +33,7 @@ from beam_jobs import balance, forked_workers, launcher_temp, mixing, refresh, s
 from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
-from beam_jobs.paths import delete_tree, files_under, is_bucket, is_dir, is_object
+from beam_jobs.paths import delete_tree, files_under, is_bucket, is_dir
 from beam_jobs.paths import is_local as is_local_path
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
@@ -352,10 +352,7 @@ def _plan_records(config: JobConfig, fmt: str) -> JobPlan:
             f"--source-format list needs a CSV or JSONL file (path,label per line), got the folder {config.source}: "
             "give the list file itself, or drop --source-format for a folder of class folders"
         )
-    if fmt == "list" and is_object(config.source):
-        files, root = [config.source], config.source.rsplit("/", 1)[0] + "/" if "/" in config.source else ""
-    else:
-        files, root = records.find_files(config.source, fmt)
+    files, root = records.record_files(config.source, fmt)
     names = None
     if fmt == "tfrecord":
         names = records.tfds_class_names(config.source)

@@ -14,6 +14,7 @@ from beam_jobs.cli import main
 from tests import objectstore as store
 from tests.fixtures import make_tgz, read_parquet
 from tests.test_pipeline_e2e import fingerprint
+from tests.test_replay_sources import assert_replays_exactly, stored_image
 
 SRC, OUT = "objstore://bucket/photos", "objstore://bucket/expanded"
 
@@ -72,18 +73,30 @@ def test_every_format_and_command_works_on_an_object_store(objects, tmp_path, ca
     assert main(["preview", "--source", SRC, "-n", "2", "--out", str(tmp_path / "p.png")]) == 0
 
 
-def test_archive_and_record_sources_on_an_object_store(objects, image_folder, tmp_path):
+def test_archive_and_record_sources_on_an_object_store(objects, image_folder, tmp_path, capsys):
     tgz = make_tgz(image_folder, tmp_path / "photos.tgz")
     objects["objstore://bucket/photos.tgz"] = (tgz.read_bytes(), 0.0)
     assert _run("objstore://bucket/photos.tgz", OUT) == 0
     assert _run(str(tgz), str(tmp_path / "local")) == 0
     store.download_folder(OUT, tmp_path / "remote")
     assert fingerprint(tmp_path / "remote") == fingerprint(tmp_path / "local")
+    stored = stored_image(tmp_path / "remote", "dogs/dogs_1.png", 1)
+    assert_replays_exactly(capsys, OUT, "dogs/dogs_1.png", stored, tmp_path)  # the member streamed from the store
     # The expanded TFRecord shards, read back from the store as the next job's source (one record = one image).
     assert _run(OUT, "objstore://bucket/again", "--copies", "1") == 0
     assert main(["verify", "objstore://bucket/again"]) == 0
     store.download_folder("objstore://bucket/again", tmp_path / "again")
     assert read_parquet(tmp_path / "again").num_rows == 24  # 24 inputs x 1 copy
+    key = f"{next((tmp_path / 'remote').glob('*.tfrecord-*')).name}#5"  # replay finds the record on the store too
+    assert_replays_exactly(capsys, "objstore://bucket/again", key, stored_image(tmp_path / "again", key, 1), tmp_path)
+
+
+def test_a_list_file_on_an_object_store_replays(objects, tmp_path, capsys):
+    objects["objstore://bucket/labels.csv"] = (b"photos/dogs/dogs_1.png,dogs\nphotos/cats/cats_0.jpg,cats\n", 0.0)
+    assert _run("objstore://bucket/labels.csv", OUT, "--source-format", "list") == 0
+    store.download_folder(OUT, tmp_path / "remote")
+    stored = stored_image(tmp_path / "remote", "photos/dogs/dogs_1.png", 1)
+    assert_replays_exactly(capsys, OUT, "photos/dogs/dogs_1.png", stored, tmp_path)
 
 
 def test_folder_markers_and_pattern_characters_are_no_trouble(objects, image_folder, tmp_path):

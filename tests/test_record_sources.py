@@ -19,13 +19,14 @@ from beam_jobs.sinks.writers import tfrecord_frame
 from schemas.tf_example import encode_example
 from tests.fixtures import encode, photo_like, read_tfrecords
 from tests.test_pipeline_e2e import fingerprint, run
+from tests.test_replay_sources import assert_replays_exactly, stored_image
 
 
 def dead(out):
     return {d["source_key"]: d["reason"] for d in map(json.loads, (out / "dead_letter.jsonl").read_text().splitlines())}
 
 
-def test_a_tfds_directory_and_hf_parquet_shards_are_inputs(image_folder, tmp_path, cache_dir):
+def test_a_tfds_directory_and_hf_parquet_shards_are_inputs(image_folder, tmp_path, cache_dir, capsys):
     first = tmp_path / "first"
     run(first, source=str(image_folder), copies=1, include_original=True, cache_dir=str(cache_dir), name="animals")
     by_key = {(r["source_key"], int(r["copy_index"])): r for r in read_tfrecords(first)}
@@ -52,6 +53,10 @@ def test_a_tfds_directory_and_hf_parquet_shards_are_inputs(image_folder, tmp_pat
     fourth = tmp_path / "fourth"
     manifest = run(fourth, source=str(first), source_format="parquet", copies=1, cache_dir=str(cache_dir))
     assert manifest["counts"]["images_in"] == 24 and manifest["counts"]["records_out"] == 24
+    # a copy of each replays from its record, found in the shards as the run found them
+    tfrecord_key, parquet_key = f"{shard}#7", f"{next(first.glob('*.parquet-*')).name}#7"
+    for out, key in ((second, tfrecord_key), (third, parquet_key), (fourth, parquet_key)):
+        assert_replays_exactly(capsys, str(out), key, stored_image(out, key, 1), tmp_path)
 
 
 def test_plain_parquet_columns_csv_pixels_webdataset_and_list_files(tmp_path, cache_dir):

@@ -553,6 +553,36 @@ class ReadRecordsFn(beam.DoFn):
                 yield SourceImage(it.key, label, name, data=it.data or b"", error=error or it.error)
 
 
+def record_files(source: str, fmt: str) -> tuple[list[str], str]:
+    """Returns the files of a record source and their common root, as a run finds them (replay finds them again).
+
+    A list file is one file, wherever it is; any other format goes through ``find_files``.
+
+    Raises:
+        UserError: No such files.
+    """
+    if fmt == "list" and is_object(source):
+        return [source], source.rsplit("/", 1)[0] + "/" if "/" in source else ""
+    return find_files(source, fmt)
+
+
+def find_item(fmt: str, files: list[str], root: str, opts: RecordOptions, key: str) -> Item | None:
+    """Returns the usable item keyed ``key`` (with its bytes, or its path for a list file), or None.
+
+    Records have no index to seek by, so the files are scanned as a run scans them, up to the record: only those
+    whose key prefix (``<file>#``, ``<shard>/``) the key starts with, but a record late in a big file costs reading
+    the file up to it. That suits looking one record up (``beam-expand replay``), not many.
+    """
+    for path in files:
+        rel = _rel(path, root)
+        if fmt != "list" and not key.startswith((rel + "#", rel + "/")):
+            continue  # a list file's keys are the listed paths: they name no file of the source
+        for item in SCANNERS[fmt](path, root, opts, with_data=True):
+            if item.key == key and item.error is None:
+                return item
+    return None
+
+
 def find_files(source: str, fmt: str) -> tuple[list[str], str]:
     """Returns the files of a record source (a file, a glob or a directory) and their common root.
 
