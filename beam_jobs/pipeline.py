@@ -37,7 +37,8 @@ from beam_jobs.paths import delete_tree, files_under, is_bucket, is_dir
 from beam_jobs.paths import is_local as is_local_path
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
-from beam_jobs.sinks.finalize import BadFractionError
+from beam_jobs.sinks import refusal
+from beam_jobs.sinks.finalize import DEAD_LETTERS
 from beam_jobs.sinks.manifest import MANIFEST, InputRows, read_json, read_rows
 from beam_jobs.sinks.publish import VerificationError, clean_stale
 from beam_jobs.sources import records
@@ -386,11 +387,18 @@ def build_pipeline(
     argv=None,
     reuse: dict[str, tuple] | None = None,
     reuse_from: list[str] | None = None,
+    refused: str | None = None,
+    report_refusal: bool = False,
 ):
     """Adds read -> expand -> write (staged, verified, published) to ``p``; returns the manifest PCollection.
 
     With ``reuse`` (key -> (sha256, label, pixel sums)) and ``reuse_from`` (a previous version's Parquet shards),
     sources whose bytes and label are unchanged are not expanded again: their records are copied from those shards.
+
+    A run whose every input, or more than ``--max-bad-fraction`` of them, was dead-lettered publishes nothing and
+    keeps its dead letters in ``refused`` (default ``<output>.refused/``). It fails the pipeline with
+    ``BadFractionError``, or with ``report_refusal`` ends it without an error and leaves the message for
+    ``refusal.read_verdict(staging_dir(output, run_id))`` (what ``run_job`` does: see ``FinalizeFn``).
 
     Writes the per-input plan to ``<output>.staging-<run_id>/.tmp/plan/`` (``beam_jobs.staged``); the run removes
     it, and a pipeline built but never run leaves it for the next run's ``clean_stale``.
@@ -477,6 +485,8 @@ def build_pipeline(
             "license_bytes": plan.license_bytes,
             "mixed": c.mix is not None,
             "zca": {"shape": list(c.zca_shape), "epsilon": c.zca_epsilon} if c.zca else None,
+            "refused": refused,
+            "report_refusal": report_refusal,
         },
     )
 
@@ -614,15 +624,7 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
     previous = refresh.read_manifest(root, current) if current else None
     fingerprints = plan.fingerprints()
     if previous and previous.get("fingerprints") == fingerprints:
-        # --max-bad-fraction is no part of the fingerprint (it changes no record), but a run asked for it fails
-        # over the same inputs whether or not it publishes anything.
-        limit, counts = plan.config.max_bad_fraction, previous["counts"]
-        if limit is not None and counts["images_in"] and counts["dead_letters"] / counts["images_in"] > limit:
-            raise JobFailed(
-                f"{root} is up to date (version {current}), but {counts['dead_letters']} of {counts['images_in']} "
-                f"inputs were dead-lettered ({counts['dead_letters'] / counts['images_in']:.1%}), over "
-                f"--max-bad-fraction {limit}"
-            )
+        _refuse_current(plan, root, current, previous["counts"])
         print(f"beam-expand: {root} is up to date (version {current}: same inputs and config); nothing published",
               file=out)  # fmt: skip
         return refresh.manifest_path(root, current), previous
@@ -643,8 +645,12 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
             ]
     target = refresh.version_dir(root, version)
     plan.config = dataclasses.replace(plan.config, output=target, overwrite=False)
-    path, manifest = _run_once(plan, pipeline_args, argv, out, reuse=reuse, reuse_from=reuse_from,
-                               fork_workers=fork_workers)  # fmt: skip
+    refused = refusal.refused_dir(root, refresh=True)  # in the root: a refused run has no version
+    try:
+        path, manifest = _run_once(plan, pipeline_args, argv, out, reuse=reuse, reuse_from=reuse_from,
+                                   fork_workers=fork_workers, refused=refused)  # fmt: skip
+    except JobFailed as e:  # a scheduled job's log should say what readers still get
+        raise JobFailed(f"{e}; LATEST stays at version {current}" if current else str(e)) from None
     try:
         refresh.swap_latest(root, version, token)
     except JobFailed:
@@ -656,6 +662,24 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
     note += f"; pruned {len(pruned)} old version(s)" if pruned else ""
     print(f"beam-expand: LATEST -> {version}{note}", file=out)
     return path, manifest
+
+
+def _refuse_current(plan: JobPlan, root: str, current: str, counts: dict[str, Any]) -> None:
+    """Fails an up-to-date refresh as its run would fail over the current version's counts (or returns).
+
+    ``--max-bad-fraction`` is no part of the fingerprint (it changes no record), but a run asked for it fails over
+    the same inputs whether or not it publishes anything; so does one over a version whose every input was
+    dead-lettered (published before such runs were refused).
+
+    Raises:
+        JobFailed: The current version's dead letters would refuse a run over the same inputs.
+    """
+    refused = refusal.verdict(counts["images_in"], counts["dead_letters"], plan.config.max_bad_fraction)
+    if refused is None:
+        return
+    where = FileSystems.join(refresh.version_dir(root, current), DEAD_LETTERS)
+    text = refusal.message(refused, refresh.read_dead_letters(root, current), where)
+    raise JobFailed(f"{root} is up to date (version {current}), but {text}")
 
 
 def _records_text(plan: JobPlan) -> str:
@@ -675,11 +699,16 @@ def _tta_text(tta: dict | None) -> str:
 
 
 def _run_once(
-    plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=None, fork_workers=False
+    plan: JobPlan, pipeline_args, argv, out, reuse=None, reuse_from=None, fork_workers=False, refused=None
 ) -> tuple[str, dict[str, Any]]:
     """Runs the pipeline once into ``plan.config.output`` and prints its summary.
 
+    A refused run (its dead letters kept in ``refused``, by default ``<output>.refused/``) raises ``JobFailed``.
+
     Returns the manifest's path and the manifest without its per-input rows (read once, for the summary).
+
+    Raises:
+        JobFailed: The result was refused for its dead letters, or a written shard failed verification.
     """
     config = plan.config
     prepare_output(config.output, config.overwrite)
@@ -692,11 +721,13 @@ def _run_once(
     print("policy:\n" + summary.policy_text(plan.policy), file=out)
     clean_stale(config.output)
     run_id = uuid.uuid4().hex[:12]
+    staging = staging_dir(config.output, run_id)
     progress_dir = launcher_temp.make("beam-expand-progress-") if (local and config.progress) else None
     start = time.monotonic()
     try:
         p = beam.Pipeline(runner=runner, options=options)
-        build_pipeline(p, plan, run_id, progress_dir, argv, reuse=reuse, reuse_from=reuse_from)
+        build_pipeline(p, plan, run_id, progress_dir, argv, reuse=reuse, reuse_from=reuse_from, refused=refused,
+                       report_refusal=True)  # fmt: skip
         images = len(plan.listing.images)
         # The staged plan holds the inputs packed now: free the launcher's objects for them (~400 bytes per input).
         plan.listing = dataclasses.replace(plan.listing, images=[], sizes={}, mtimes={})
@@ -708,23 +739,35 @@ def _run_once(
             else:
                 p.run().wait_until_finish()
     except Exception as e:
-        delete_tree(staging_dir(config.output, run_id))  # a failed run leaves nothing behind; killed ones: clean_stale
+        delete_tree(staging)  # a failed run leaves nothing behind; killed ones: clean_stale
         # Runners wrap a worker's exception in their own; find ours by name and keep its message only.
         text = f"{type(e).__name__}: {e}"
-        for known, prefix in ((BadFractionError, ""), (VerificationError, "a written shard failed verification: ")):
-            if f"{known.__name__}: " in text:
-                message = text.split(f"{known.__name__}: ")[-1].split("\n")[0].split(" [while running")[0]
-                raise JobFailed(f"{prefix}{message}" + ("; nothing was published" if prefix else "")) from None
+        if f"{VerificationError.__name__}: " in text:
+            message = text.split(f"{VerificationError.__name__}: ")[-1].split("\n")[0].split(" [while running")[0]
+            raise JobFailed(f"a written shard failed verification: {message}; nothing was published") from None
         raise
     finally:
-        staged.forget(staging_dir(config.output, run_id))  # what an in-process runner read of this run's plan
+        staged.forget(staging)  # what an in-process runner read of this run's plan
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
+    _raise_if_refused(staging)
     wall = time.monotonic() - start
     path = FileSystems.join(config.output, MANIFEST)
     manifest = read_json(path, rows=False)
     print(summary.run_summary_text(manifest, wall, runner_name, config.output), file=out)
     return path, manifest
+
+
+def _raise_if_refused(staging: str) -> None:
+    """Raises the finalize step's refusal (it published nothing and emptied ``staging``) as ``JobFailed``.
+
+    The finalize step leaves its message in the staging folder rather than raising it: Beam logs an exception from
+    a DoFn with its traceback before the runner re-raises it, and a refused run is an expected outcome.
+    """
+    text = refusal.read_verdict(staging)
+    if text is not None:
+        delete_tree(staging)
+        raise JobFailed(text)
 
 
 def run(argv: list[str] | None = None) -> int:

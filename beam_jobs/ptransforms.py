@@ -279,7 +279,10 @@ class WriteDataset(beam.PTransform):
         self._finalize_args = finalize_args
 
     def expand(self, outputs):
-        """Takes ``{"records", "dead_letter", "source_info"}``; returns the manifest as a one-element PCollection."""
+        """Takes ``{"records", "dead_letter", "source_info"}``; returns the manifest as a one-element PCollection.
+
+        Empty when the run's result is refused for its dead letters (``FinalizeFn``'s ``report_refusal``).
+        """
         records, dead, info = outputs["records"], outputs[DEAD_LETTER], outputs[SOURCE_INFO]
         stats = outputs[STATS] | "PixelSums" >> beam.CombinePerKey(PixelSumsFn())
         zca_shape = (self._finalize_args.get("zca") or {}).get("shape", [0])

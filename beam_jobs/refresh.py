@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
@@ -167,16 +167,21 @@ def reusable(
     return reuse
 
 
+def read_dead_letters(root: str, version: str) -> Iterator[dict[str, Any]]:
+    """Yields a version's dead letters one at a time (none when its file is missing), in the file's order."""
+    path = FileSystems.join(version_dir(root, version), DEAD_LETTERS)
+    if not FileSystems.exists(path):
+        return
+    with FileSystems.open(path) as f:
+        yield from (json.loads(line) for line in f if line.strip())
+
+
 def dead_letter_keys(root: str, version: str) -> set[str]:
     """Returns the keys of a version's dead-lettered inputs.
 
     An unchanged one has no records to reuse: it is read and dead-lettered again, so the new version's counts add up.
     """
-    path = FileSystems.join(version_dir(root, version), DEAD_LETTERS)
-    if not FileSystems.exists(path):
-        return set()
-    with FileSystems.open(path) as f:
-        return {json.loads(line)["source_key"] for line in f if line.strip()}
+    return {d["source_key"] for d in read_dead_letters(root, version)}
 
 
 def swap_latest(root: str, version: str, expected: Any) -> None:

@@ -84,3 +84,24 @@ def read_parquet(out: Path):
     import pyarrow.parquet as pq
 
     return pq.read_table(sorted(str(p) for p in out.glob("*.parquet-*")))
+
+
+def run_command(*args, timeout: float = 300):
+    """Runs ``beam-expand ARGS`` as the console script does, in a fresh process; returns the CompletedProcess.
+
+    In-process runs cannot show what a user sees on stderr: Beam's log handler holds the real stderr (capsys never
+    captures it), and multi-process workers are forked only from a fresh command.
+    """
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "beam_jobs.cli", *map(str, args)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
+def one_clean_line(stderr: str) -> str:
+    """Asserts that a failed command wrote one line and no traceback to stderr; returns that line."""
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]

@@ -16,7 +16,7 @@ from PIL import Image
 
 from beam_jobs.sources import archive
 from beam_jobs.sources.archive import list_archive
-from tests.fixtures import encode, photo_like, read_tfrecords
+from tests.fixtures import encode, make_tgz, one_clean_line, photo_like, read_tfrecords, run_command
 from tests.test_pipeline_e2e import run
 from transforms.codec import DecodeError, decode_image
 
@@ -265,6 +265,46 @@ def test_the_job_on_a_messy_folder(tmp_path, cache_dir):
     assert len(read_tfrecords(out)) == 6
     assert manifest["duplicate_content"] == [["cats/ok.jpg", "cats/same_bytes.jpg"]]
     assert all(e["sha256"] for e in manifest["listing"]["images"])
+
+
+ALL_BAD = {
+    "cats/empty.jpg": ("empty_file", b""),
+    "cats/page.jpg": ("not_an_image", b"<html></html>"),
+    "dogs/cut.jpg": ("corrupt", encode(RGB, "JPEG")[:300]),
+    "dogs/page.png": ("not_an_image", b"%PDF-1.4"),
+}
+
+
+def _all_bad_source(tmp_path, kind: str) -> list[str]:
+    """A folder, archive or list file whose every image exists and none decodes; returns its source flags."""
+    root = tmp_path / "bad"
+    for name, (_, data) in ALL_BAD.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    if kind == "archive":
+        return ["--source", make_tgz(root, tmp_path / "bad.tgz")]
+    if kind == "list":
+        (root / "list.csv").write_text("".join(f"{name},{name.split('/')[0]}\n" for name in ALL_BAD))
+        return ["--source", root / "list.csv", "--source-format", "list"]
+    return ["--source", root]
+
+
+@pytest.mark.parametrize("kind", ["folder", "archive", "list"])
+def test_a_source_whose_every_image_is_bad_publishes_nothing_and_says_why(tmp_path, kind):
+    # It published an empty dataset (0 records, 4 dead letters) and exited 0.
+    out = tmp_path / "out"
+    done = run_command("run", *_all_bad_source(tmp_path, kind), "--output", out, "--copies", "2", "--no-progress")
+    assert done.returncode == 1
+    line = one_clean_line(done.stderr)
+    kept = tmp_path / "out.refused" / "dead_letter.jsonl"
+    assert line.startswith("beam-expand: job failed: all 4 inputs were dead-lettered, so the dataset would be empty; "
+                           "nothing was published. ")  # fmt: skip
+    assert "Reasons: 2 not_an_image, 1 empty_file, 1 corrupt" in line  # commonest first, then in key order
+    assert "e.g. cats/page.jpg (not_an_image: " in line and "cats/empty.jpg (empty_file: " in line
+    assert f"Every dead letter is in {kept}" in line and "check that --source" in line
+    assert not out.exists() and not list(tmp_path.glob("out.staging-*"))
+    dead = [json.loads(line) for line in kept.read_text().splitlines()]
+    assert {d["source_key"]: d["reason"] for d in dead} == {k: r for k, (r, _) in ALL_BAD.items()}
 
 
 def test_a_file_name_that_is_not_utf8_is_ignored_and_listed(tmp_path, cache_dir):

@@ -259,3 +259,21 @@ def test_a_list_file_on_an_object_store_reads_paths_above_its_folder(objects, tm
     assert [(d["source_key"], d["reason"]) for d in dead] == [("labels.jsonl#3", "duplicate_key")]
     keys = sorted(set(read_parquet(tmp_path / "o")["source_key"].to_pylist()))
     assert keys == ["../photos/cats/cats_0.jpg", "../photos/dogs/dogs_1.png"]
+
+
+def test_a_list_naming_only_missing_objects_publishes_nothing(objects, capsys):
+    # Objects are not looked at before the run: every one was an `unreadable` dead letter, and the empty dataset
+    # was published with exit 0. The refused run's dead letters are kept on the store beside the output.
+    import json
+
+    text = "".join(json.dumps({"path": f"gone/{i}.jpg", "label": "cats"}) + "\n" for i in range(3))
+    objects["objstore://bucket/lists/labels.jsonl"] = (text.encode(), 0.0)
+    assert _run("objstore://bucket/lists/labels.jsonl", OUT) == 1
+    err = capsys.readouterr().err
+    kept = f"{OUT}.refused/dead_letter.jsonl"
+    assert "all 3 inputs were dead-lettered" in err and "3 unreadable" in err and f"is in {kept}" in err
+    assert not [p for p in objects if p.startswith(OUT + "/") or ".staging-" in p]
+    assert [json.loads(line)["source_key"] for line in objects[kept][0].decode().splitlines()] == [
+        "gone/0.jpg", "gone/1.jpg", "gone/2.jpg",
+    ]  # fmt: skip
+    assert _run(SRC, OUT) == 0 and not [p for p in objects if ".refused" in p]  # gone once the output has a result

@@ -10,9 +10,9 @@ import time
 import pytest
 
 from beam_jobs.cli import main
-from beam_jobs.sinks import finalize, writers
+from beam_jobs.sinks import finalize, refusal, writers
 from beam_jobs.sinks.publish import VerificationError, clean_stale, verify_shard
-from tests.fixtures import make_folder
+from tests.fixtures import make_folder, one_clean_line, run_command
 
 
 def snapshot(out):
@@ -75,14 +75,54 @@ def test_delete_tree_removes_a_local_folder_and_accepts_a_missing_one(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.parametrize("workers", [[], ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]])
+def test_a_refused_run_says_why_in_one_line_without_a_traceback(image_folder, tmp_path, workers):
+    # Beam logged the finalize step's BadFractionError with its traceback (twice with 2 workers) before that line.
+    out = tmp_path / "out"
+    assert _run(image_folder, out) == 0
+    before = snapshot(out)
+    for i in range(3):
+        (image_folder / "cats" / f"bad{i}.jpg").write_bytes(b"garbage")
+    args = ["run", "--source", image_folder, "--output", out, "--copies", "2", "--no-progress", "--overwrite"]
+    done = run_command(*args, "--max-bad-fraction", "0.1", *workers)
+    assert done.returncode == 1
+    line = one_clean_line(done.stderr)
+    kept = tmp_path / "out.refused" / "dead_letter.jsonl"
+    assert line.startswith("beam-expand: job failed: 3 of 15 inputs were dead-lettered (20.0%), over "
+                           "--max-bad-fraction 0.1; nothing was published. Reasons: 3 not_an_image; e.g. "
+                           "cats/bad0.jpg (not_an_image: ")  # fmt: skip
+    assert f"Every dead letter is in {kept}" in line and len(kept.read_text().splitlines()) == 3
+    assert snapshot(out) == before and not list(tmp_path.glob("out.staging-*"))
+    assert _run(image_folder, out, "--overwrite", "--max-bad-fraction", "0.25") == 0
+    assert not kept.parent.exists()  # a published run is the output's news now, not the refused one's dead letters
+
+
+def test_an_unexpected_error_in_the_finalize_step_still_fails_the_run(image_folder, tmp_path, monkeypatch):
+    # Only refusals are kept out of the pipeline's errors; anything else there fails the run as it did (no JobFailed).
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(finalize.FinalizeFn, "_hf_layout", broken)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        _run(image_folder, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_retried_finalize_step_reports_the_bad_fraction_again(image_folder, tmp_path):
     # The check needs nothing staged: a retry on another worker (the staging folder deleted) fails the same way.
-    fn = finalize.FinalizeFn(str(tmp_path / "out"), str(tmp_path / "gone"), str(tmp_path / "gone" / ".tmp"), "x",
-                             ["train"], ("tfrecord",), ["a"], "jpeg", manifest=None, max_bad_fraction=0.1,
-                             images_in=10)  # fmt: skip
+    args = (str(tmp_path / "out"), str(tmp_path / "gone"), str(tmp_path / "gone" / ".tmp"), "x", ["train"],
+            ("tfrecord",), ["a"], "jpeg")  # fmt: skip
+    fn = finalize.FinalizeFn(*args, manifest=None, max_bad_fraction=0.1, images_in=10)
+    dead = [{"source_key": "a/1.jpg", "reason": "corrupt"}, {"source_key": "a/2.jpg", "reason": "corrupt"}]
     for _ in range(2):
         with pytest.raises(finalize.BadFractionError, match="2 of 10 inputs were dead-lettered"):
-            list(fn.process(None, [], [{"source_key": "a/1.jpg"}, {"source_key": "a/2.jpg"}]))
+            list(fn.process(None, [], dead))
+    # As the command runs it: no exception (Beam would log its traceback), the message left for the launcher.
+    fn = finalize.FinalizeFn(*args, manifest=None, images_in=2, report_refusal=True)
+    for _ in range(2):
+        assert list(fn.process(None, [], dead)) == []
+        assert refusal.read_verdict(str(tmp_path / "gone")).startswith("all 2 inputs were dead-lettered")
+    assert len((tmp_path / "out.refused" / "dead_letter.jsonl").read_text().splitlines()) == 2
 
 
 def test_a_killed_run_leaves_the_published_dataset_and_a_rerun_completes(tmp_path):

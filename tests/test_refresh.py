@@ -9,7 +9,7 @@ import pytest
 from beam_jobs import refresh
 from beam_jobs.cli import main
 from beam_jobs.errors import JobFailed
-from tests.fixtures import encode, photo_like, read_tfrecords
+from tests.fixtures import encode, one_clean_line, photo_like, read_tfrecords, run_command
 from tests.test_pipeline_e2e import fingerprint
 
 
@@ -229,6 +229,50 @@ def test_an_up_to_date_refresh_still_fails_over_max_bad_fraction(capsys, image_f
     assert _refresh(image_folder, root, "--max-bad-fraction", "0.05") == 1
     assert "2 of 14 inputs were dead-lettered (14.3%), over --max-bad-fraction 0.05" in capsys.readouterr().err
     assert _refresh(image_folder, root, "--max-bad-fraction", "0.2") == 0
+
+
+def test_a_refresh_whose_every_input_is_bad_keeps_the_current_version(capsys, image_folder, tmp_path):
+    # A night on which every image came in broken published an empty version and moved LATEST to it, exit 0.
+    import numpy as np
+
+    root = tmp_path / "root"
+    assert _refresh(image_folder, root, "--incremental") == 0
+    current = (root / "LATEST").read_text().strip()
+    good = {p: p.read_bytes() for p in image_folder.rglob("*.*")}
+    for path in good:
+        path.write_bytes(b"<html>503 Service Unavailable</html>")
+    args = ["run", "--source", image_folder, "--output", root, "--copies", "2", "--no-progress", "--refresh"]
+    done = run_command(*args, "--incremental")
+    assert done.returncode == 1
+    line = one_clean_line(done.stderr)
+    kept = root / "refused" / "dead_letter.jsonl"
+    assert "all 12 inputs were dead-lettered" in line and "Reasons: 12 not_an_image" in line
+    assert f"Every dead letter is in {kept}" in line and line.endswith(f"LATEST stays at version {current}")
+    assert (root / "LATEST").read_text().strip() == current and len(read_tfrecords(root / "current")) == 24
+    assert [p.name for p in (root / "versions").iterdir()] == [current]  # no empty version, no staging left
+    assert len(kept.read_text().splitlines()) == 12
+    for path, data in good.items():
+        path.write_bytes(data)
+    (image_folder / "cats" / "new.png").write_bytes(encode(photo_like(np.random.default_rng(9), 48, 64), "PNG"))
+    assert _refresh(image_folder, root, "--incremental") == 0
+    assert (root / "LATEST").read_text().strip() != current and not kept.parent.exists()
+
+
+def test_an_up_to_date_refresh_over_a_version_without_records_fails(capsys, image_folder, tmp_path):
+    # A version published before all-bad runs were refused: the rerun said "up to date" and exited 0.
+    root = tmp_path / "root"
+    assert _refresh(image_folder, root) == 0
+    version = root / "current"
+    manifest = json.loads((version / "beam_expand.json").read_text())
+    manifest["counts"].update(images_ok=0, dead_letters=12, records_out=0)
+    (version / "beam_expand.json").write_text(json.dumps(manifest))
+    dead = [{"source_key": f"cats/cats_{i}.jpg", "reason": "corrupt", "message": "cut short"} for i in range(12)]
+    (version / "dead_letter.jsonl").write_text("".join(json.dumps(d) + "\n" for d in dead))
+    capsys.readouterr()
+    assert _refresh(image_folder, root) == 1
+    err = capsys.readouterr().err
+    assert "is up to date" in err and "all 12 inputs were dead-lettered" in err and "12 corrupt" in err
+    assert f"Every dead letter is in {root / 'versions' / (root / 'LATEST').read_text().strip()}/dead_letter" in err
 
 
 def test_a_rewritten_record_file_is_new_input(capsys, image_folder, tmp_path):

@@ -2,8 +2,9 @@
 
 Everything is written into a staging directory beside the output. Each shard was already re-read by the worker
 that wrote it (count, CRCs, sha256: ``WriteShardsFn``); here the staged files must still have the sizes that were
-verified. When that holds and the dead-letter share is acceptable, the staging directory replaces the output
-(``beam_jobs.sinks.publish``). A failed or killed run never touches the published dataset.
+verified. When that holds and the dead-letter share is acceptable (some input gave records, and no more than
+``--max-bad-fraction`` were dead-lettered: ``beam_jobs.sinks.refusal``), the staging directory replaces the output
+(``beam_jobs.sinks.publish``). A failed, refused or killed run never touches the published dataset.
 
 Output directory after a run::
 
@@ -33,6 +34,7 @@ from apache_beam.io.filesystems import FileSystems
 from beam_jobs.paths import delete_tree, file_size, is_local
 from beam_jobs.sinks.manifest import MANIFEST, write_json
 from beam_jobs.sinks.publish import SUCCESS, VerificationError, publish, verify_shard
+from beam_jobs.sinks.refusal import message, refused_dir, verdict, write_verdict
 from beam_jobs.sinks.shards import ShardReport
 from beam_jobs.sinks.writers import WRITERS
 from beam_jobs.staged import Staged, unstaged
@@ -103,8 +105,18 @@ def write_bytes(path: str, data: bytes) -> None:
         f.write(data)
 
 
+def sorted_dead_letters(dead_letters: list[dict]) -> list[dict]:
+    """The dead letters in the order ``dead_letter.jsonl`` lists them: by key (then stage), whatever the bundles."""
+    return sorted(dead_letters, key=lambda d: (d["source_key"], d.get("stage") or ""))
+
+
+def dead_letter_text(dead_letters: list[dict]) -> str:
+    """``dead_letter.jsonl``'s content: one JSON object per line, in the order given."""
+    return "".join(json.dumps(d, sort_keys=True) + "\n" for d in dead_letters)
+
+
 class BadFractionError(Exception):
-    """More inputs were dead-lettered than ``--max-bad-fraction`` allows; nothing was published."""
+    """Every input, or more than ``--max-bad-fraction`` of them, was dead-lettered; nothing was published."""
 
 
 class FinalizeFn(beam.DoFn):
@@ -123,8 +135,14 @@ class FinalizeFn(beam.DoFn):
             holds a row per input); counts are added here.
         license_bytes: Content of the source's license file, copied to ``LICENSE.txt``, or None.
         run_id: Unique id of this run (names the staging directory).
-        max_bad_fraction: Fail without publishing when dead letters / inputs exceed this, or None.
+        max_bad_fraction: Fail without publishing when dead letters / inputs exceed this, or None (a run whose
+            every input was dead-lettered fails all the same).
         images_in: The number of inputs (the manifest's ``listing.per_class`` summed), for that check.
+        refused: Where a refused run keeps its dead letters (default ``<output>.refused``); removed by a run that
+            publishes.
+        report_refusal: Refuse by leaving the message in the staging folder for the launcher
+            (``refusal.read_verdict``) rather than by raising ``BadFractionError``: Beam logs an exception raised
+            here with its traceback, and the command prints one line. Whoever runs the pipeline must then look.
         mixed: The run mixes images (MixUp/CutMix): the mix fields are in the schema and counted.
         zca: ``{"shape": [h, w, c], "epsilon": e}`` to write ``zca.npz`` from the ZCA sums, or None.
     """
@@ -146,7 +164,11 @@ class FinalizeFn(beam.DoFn):
         images_in: int = 0,
         mixed: bool = False,
         zca: dict[str, Any] | None = None,
+        refused: str | None = None,
+        report_refusal: bool = False,
     ):
+        self._refused = refused or refused_dir(output)
+        self._report_refusal = report_refusal
         self._mixed = mixed
         self._zca = zca
         self._output = output
@@ -212,6 +234,22 @@ class FinalizeFn(beam.DoFn):
                 else:
                     FileSystems.copy([self._path(file)], [link])
 
+    def _refuse(self, refusal: tuple[str, str], dead_letters: list[dict]):
+        """Publishes nothing: keeps the dead letters where the user can read them and says why.
+
+        The staging folder is emptied (a retry of this step refuses the same way); the message goes to the launcher
+        through it, or is raised without ``report_refusal``.
+        """
+        delete_tree(self._staging)
+        dead = sorted_dead_letters(dead_letters)
+        where = FileSystems.join(self._refused, DEAD_LETTERS)
+        delete_tree(self._refused)  # only this run's dead letters: an earlier refusal's may name other inputs
+        write_text(where, dead_letter_text(dead))
+        text = message(refusal, dead, where)
+        if not self._report_refusal:
+            raise BadFractionError(text)
+        write_verdict(self._staging, text)
+
     def process(
         self,
         _unused,
@@ -223,14 +261,11 @@ class FinalizeFn(beam.DoFn):
     ):
         """Checks the bad share, stages and checks shards and metadata, publishes; yields the manifest."""
         # Judged before anything staged is read: a retry of this step (the staging folder gone) fails the same way.
-        images_in = self._images_in
-        if self._max_bad is not None and images_in and len(dead_letters) / images_in > self._max_bad:
-            delete_tree(self._staging)
-            raise BadFractionError(
-                f"{len(dead_letters)} of {images_in} inputs were dead-lettered "
-                f"({len(dead_letters) / images_in:.1%}), over --max-bad-fraction {self._max_bad}; "
-                "nothing was published"
-            )
+        # An empty dataset is no result: a run whose every input was dead-lettered is refused without any flag.
+        refusal = verdict(self._images_in, len(dead_letters), self._max_bad)
+        if refusal is not None:
+            self._refuse(refusal, dead_letters)
+            return
         base = unstaged(self._manifest)
         splits = [*self._splits, *sorted({r.split for r in reports} - set(self._splits))]
         shards = {fmt: [e for split in splits for e in self._publish(split, fmt, reports)] for fmt in self._formats}
@@ -246,8 +281,8 @@ class FinalizeFn(beam.DoFn):
             per_split[r.split]["images_ok"] += sum(r.sources_per_class.values())
             per_split[r.split]["records_out"] += r.num_records
 
-        dead = sorted(dead_letters, key=lambda d: (d["source_key"], d["stage"]))
-        write_text(self._path(DEAD_LETTERS), "".join(json.dumps(d, sort_keys=True) + "\n" for d in dead))
+        dead = sorted_dead_letters(dead_letters)
+        write_text(self._path(DEAD_LETTERS), dead_letter_text(dead))
         for f in record_fields(self._mixed):  # TFDS reads a ClassLabel's names from <feature>.labels.txt
             if f.kind == "class_label":
                 write_text(self._path(f"{f.name}.labels.txt"), "".join(n + "\n" for n in self._class_names))
@@ -335,4 +370,5 @@ class FinalizeFn(beam.DoFn):
             logging.getLogger(__name__).warning("report.html was not written: %s", e)
         write_text(self._path(SUCCESS), "")
         publish(self._staging, self._output, self._run_id)
+        delete_tree(self._refused)  # an earlier refused run's dead letters: this output is a result now
         yield manifest
