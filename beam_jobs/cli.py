@@ -463,12 +463,15 @@ def _replay(ns: argparse.Namespace) -> int:
     if ns.recipe:
         if not ns.image:
             raise UserError("--recipe needs --image (the source image)")
-        recipe = open(ns.recipe).read() if os.path.exists(ns.recipe) else ns.recipe
-        with open(ns.image, "rb") as f:
-            data = f.read()
+        if os.path.exists(ns.recipe):
+            recipe = _read_flag_file(ns.recipe, "--recipe").decode("utf-8", "replace")
+        elif ns.recipe.lstrip().startswith("["):
+            recipe = ns.recipe  # the recipe's JSON text itself
+        else:
+            raise UserError(f"--recipe {ns.recipe}: no such file (pass a recipe file or a recipe's JSON text)")
+        data = _read_flag_file(ns.image, "--image")
         if ns.partner_image:
-            with open(ns.partner_image, "rb") as f:
-                partner = f.read()
+            partner = _read_flag_file(ns.partner_image, "--partner-image")
         stored = None
     else:
         if not (ns.dataset_dir and ns.source_key is not None and ns.copy_index is not None):
@@ -486,8 +489,11 @@ def _replay(ns: argparse.Namespace) -> int:
     except ReplayError as e:
         raise UserError(f"cannot replay: {e}") from None
     if ns.out:
-        with open(ns.out, "wb") as f:
-            f.write(out)
+        try:
+            with open(ns.out, "wb") as f:
+                f.write(out)
+        except OSError as e:
+            raise UserError(f"cannot write --out {ns.out}: {e.strerror or e}") from None
     if stored is not None:
         if out != stored:
             print("beam-expand: replay differs from the stored copy (library versions changed?)", file=sys.stderr)
@@ -497,6 +503,15 @@ def _replay(ns: argparse.Namespace) -> int:
     else:
         print(f"beam-expand: replayed {len(out):,} bytes" + (f" to {ns.out}" if ns.out else ""))
     return 0
+
+
+def _read_flag_file(path: str, flag: str) -> bytes:
+    """The bytes of the local file a flag names, or one clear error saying which flag names a missing file."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise UserError(f"cannot read {flag} {path}: {e.strerror or e}") from None
 
 
 def _hyphenate(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:

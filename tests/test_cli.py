@@ -201,7 +201,24 @@ def test_replay_command_is_bit_exact(capsys, image_folder, tmp_path):
     argv = ["replay", str(out), "--source-key", "dogs/dogs_1.png", "--copy-index", "2", "--out", str(tmp_path / "c")]
     assert main(argv) == 0
     assert "bit-exact" in capsys.readouterr().out
+    assert "cannot write --out" in err(capsys, [*argv[:-1], str(tmp_path / "no" / "c.jpg")])
     assert "no record" in err(capsys, ["replay", str(out), "--source-key", "dogs/none.png", "--copy-index", "1"])
+
+
+def test_replay_from_a_recipe_says_which_file_or_recipe_is_wrong(capsys, image_folder, tmp_path):
+    image = str(next(image_folder.glob("cats/*.jpg")))
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text("not json")
+    cases = {
+        "--recipe " + str(tmp_path / "none.json") + " --image " + image: "--recipe " + str(tmp_path / "none.json"),
+        "--recipe " + str(recipe) + " --image " + str(tmp_path / "none.jpg"): "cannot read --image",
+        "--recipe " + str(recipe) + " --image " + image: "the recipe is not JSON",
+        '--recipe [{"op":"decode"}] --image ' + image: "ends with an 'encode' step",
+        "--recipe [1] --image " + image: "a recipe is a JSON list of steps",
+    }
+    for args, expected in cases.items():
+        message = err(capsys, ["replay", *args.split()])
+        assert expected in message and "Traceback" not in message, (args, message)
 
 
 def test_underscore_spellings_of_job_flags_are_accepted(capsys, image_folder, tmp_path):

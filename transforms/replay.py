@@ -82,7 +82,12 @@ def replay_pixels(
         ReplayError: Unknown op or version, a source that does not decode as the recipe says, or a mixed copy
             without its partner's bytes.
     """
-    steps = json.loads(recipe) if isinstance(recipe, str) else recipe
+    try:
+        steps = json.loads(recipe) if isinstance(recipe, str) else recipe
+    except ValueError as e:
+        raise ReplayError(f"the recipe is not JSON ({e}): pass a record's 'recipe' field as it is stored") from None
+    if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
+        raise ReplayError("a recipe is a JSON list of steps ({'op': ..., 'params': ...})")
     if not steps or steps[-1].get("op") != "encode":
         raise ReplayError("a recipe starts with a 'decode' step and ends with an 'encode' step")
     return _run(steps[:-1], source, partner_source), steps[-1]["config"]
