@@ -3,6 +3,7 @@
 Decoding (``transforms.codec.decode_image``) and the whole job on a folder and on an archive full of hazards.
 """
 
+import gzip
 import io
 import json
 import os
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from beam_jobs.errors import UserError
 from beam_jobs.sources import archive
 from beam_jobs.sources.archive import list_archive
 from tests.fixtures import encode, make_tgz, one_clean_line, photo_like, read_tfrecords, run_command
@@ -439,6 +441,72 @@ def test_a_truncated_archive_is_read_up_to_the_damage_and_the_rest_dead_lettered
     read = list(archive.ReadArchiveFn(prefix, _selected(listing)).process(str(cut)))
     damaged = [s.key for s in read if s.error == "archive_damaged"]
     assert len(read) == 30 and 5 < len(damaged) < 30 and all(s.data for s in read if s.error is None)
+
+
+def _broken_tar(how: str, n: int = 20, at: int = 16) -> bytes:
+    """An uncompressed tar of ``n`` distinct members that breaks off ``how``, at member ``at``'s header.
+
+    Each is damage at which Python's tarfile ends its iteration without an error, as if the archive ended there.
+    """
+    members = _distinct_members(n)
+    whole = _tar_bytes(members, mode="w")
+    header = tarfile.open(fileobj=io.BytesIO(whole)).getmembers()[at].offset
+    if how == "corrupt_header":  # a flipped byte in a name fails the header's checksum
+        return whole[: header + 3] + bytes([whole[header + 3] ^ 0xFF]) + whole[header + 4 :]
+    if how == "cut_between_members":  # no end-of-archive marker
+        return whole[:header]
+    if how == "zeroed_header":  # a block of zeros over a header, as a disk or a copy that failed leaves them
+        return whole[:header] + bytes(512) + whole[header + 512 :]
+    assert how == "appended"  # a second archive after the first one's end-of-archive marker
+    return _tar_bytes(members[:at], mode="w") + _tar_bytes(members[at:], mode="w")
+
+
+BREAKS = {"corrupt_header": "corrupt member header", "cut_between_members": "without its end-of-archive marker",
+          "zeroed_header": "a zero block", "appended": "after the end-of-archive marker"}  # fmt: skip
+
+
+@pytest.mark.parametrize("how", BREAKS)
+@pytest.mark.parametrize("compressed", [False, True], ids=["tar", "tgz"])
+def test_damage_tarfile_passes_over_in_silence_is_reported(tmp_path, how, compressed):
+    data = _broken_tar(how)
+    path = tmp_path / ("a.tgz" if compressed else "a.tar")
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    listing, prefix, _ = list_archive(str(path))
+    assert len(listing.images) == 16
+    assert listing.problems == [listing.problems[0]] and "damaged after 16 members" in listing.problems[0]
+    assert BREAKS[how] in listing.problems[0], listing.problems
+    whole = tmp_path / "whole.tar"
+    whole.write_bytes(_tar_bytes(_distinct_members(20), mode="w"))
+    read = list(archive.ReadArchiveFn(prefix, _selected(list_archive(str(whole))[0])).process(str(path)))
+    assert len(read) == 20 and sum(s.error == "archive_damaged" for s in read) == 4
+    with pytest.raises(UserError, match="is damaged"):  # replay of a member after the damage: no traceback
+        archive.read_members(str(path), {"root/c1/019.png"})
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+def test_a_whole_archive_is_no_damage(tmp_path, mode):
+    path = tmp_path / "a.tar"
+    path.write_bytes(_tar_bytes(_distinct_members(3), mode=mode))
+    listing, _, _ = list_archive(str(path))
+    assert len(listing.images) == 3 and listing.problems == []
+    data = _tar_bytes(_distinct_members(3), mode="w")
+    tar = tarfile.open(fileobj=io.BytesIO(data))
+    tar.getmembers()
+    end = tar.offset  # where the end-of-archive marker starts
+    for marker in (1024, 512):  # the marker without the padding to a 10 KB record; a lone zero block (GNU tar's)
+        path.write_bytes(data[: end + marker])
+        assert list_archive(str(path))[0].problems == []
+
+
+def test_the_job_on_an_archive_with_a_corrupt_member_header(tmp_path, cache_dir):
+    path = tmp_path / "a.tgz"
+    path.write_bytes(gzip.compress(_broken_tar("corrupt_header")))
+    out = tmp_path / "out"
+    manifest = run(out, source=str(path), copies=1, cache_dir=str(cache_dir))
+    c = manifest["counts"]
+    assert c["images_in"] == 16 == c["images_ok"] + c["dead_letters"] and c["images_ok"] == 16
+    assert len(read_tfrecords(out)) == 16 * 1
+    assert "corrupt member header" in manifest["listing"]["problems"][0]
 
 
 @pytest.mark.parametrize("error", [ConnectionResetError(104, "Connection reset by peer"), TimeoutError("timed out"),

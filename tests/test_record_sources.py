@@ -245,6 +245,74 @@ def test_a_repeated_key_is_a_dead_letter_under_its_own_class(tmp_path, cache_dir
     assert per_class == {"cat": (2, 1), "dog": (2, 1)}
 
 
+def wds_samples(first: int, last: int) -> list[tuple[str, bytes]]:
+    """The members of WebDataset samples ``s<first>``..``s<last - 1>``: an image, a ``.json`` and a ``.cls``."""
+    rng = np.random.default_rng(first)
+    return [m for i in range(first, last) for m in ((f"s{i}.png", encode(photo_like(rng, 8, 8), "PNG")),
+            (f"s{i}.json", json.dumps({"label": i % 2}).encode()), (f"s{i}.cls", str(i % 2).encode()))]  # fmt: skip
+
+
+def broken_shard(tmp_path, how: str) -> bytes:
+    """A shard of samples s0..s4 that breaks off at sample s3 (``after_end``: a second one appended after s2)."""
+    if how == "after_end":
+        webdataset(tmp_path / "x.tar", wds_samples(0, 3))
+        webdataset(tmp_path / "y.tar", wds_samples(3, 5))
+        return (tmp_path / "x.tar").read_bytes() + (tmp_path / "y.tar").read_bytes()
+    webdataset(tmp_path / "x.tar", wds_samples(0, 5))
+    data = (tmp_path / "x.tar").read_bytes()
+    cls = next(m for m in tarfile.open(tmp_path / "x.tar") if m.name == "s3.cls")
+    if how == "cut_in_a_member":  # s3 has its image and its .json, and loses its .cls
+        return data[: cls.offset_data + 1]
+    assert how == "corrupt_header"  # tarfile stops there without an error
+    return data[: cls.offset + 3] + bytes([data[cls.offset + 3] ^ 0xFF]) + data[cls.offset + 4 :]
+
+
+@pytest.mark.parametrize(
+    ("how", "items"),
+    [
+        ("cut_in_a_member", {"a.tar/s3": "archive_damaged"}),
+        ("corrupt_header", {"a.tar/s3": "archive_damaged"}),
+        ("after_end", {"a.tar": "archive_damaged"}),  # s2 was read whole: the marker that follows says so
+    ],
+)
+def test_a_webdataset_shard_that_breaks_off_dead_letters_the_sample_at_the_break(tmp_path, how, items):
+    from beam_jobs.sources.records import RecordOptions, scan_webdataset
+
+    (tmp_path / "a.tar").write_bytes(broken_shard(tmp_path, how))
+    scanned = list(scan_webdataset(str(tmp_path / "a.tar"), str(tmp_path) + "/", RecordOptions(), False))
+    assert {it.key: it.error for it in scanned if it.error} == items
+    assert [it.key for it in scanned if not it.error] == ["a.tar/s0", "a.tar/s1", "a.tar/s2"]
+    assert [it.label for it in scanned if it.key == "a.tar/s3"] == ([] if how == "after_end" else [1])  # its class
+
+
+def test_the_job_on_webdataset_shards_that_break_off(tmp_path, cache_dir):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "a.tar").write_bytes(broken_shard(tmp_path, "cut_in_a_member"))
+    (shards / "b.tar").write_bytes(b"<html><body>404 Not Found</body></html>")  # no tar at all
+    out = tmp_path / "o"
+    m = run(out, source=str(shards), copies=1, cache_dir=str(cache_dir), source_format="tar")
+    assert dead(out) == {"a.tar/s3": "archive_damaged", "b.tar": "archive_damaged"}
+    assert names_by_key(out, m) == {"a.tar/s0": "0", "a.tar/s1": "1", "a.tar/s2": "0"}
+    c = m["counts"]
+    assert c["images_in"] == 5 == c["images_ok"] + c["dead_letters"] and c["images_ok"] == 3
+    assert m["counts"]["per_class"]["1"]["dead_letters"] == 1  # s3, under the label its .json gave
+
+
+def test_pixel_rows_that_are_not_utf8_are_one_clear_error(tmp_path, capsys, cache_dir):
+    from beam_jobs.cli import main
+
+    pixels = tmp_path / "px.csv"
+    pixels.write_bytes(b"0," + b"9," * 15 + b"9\ncaf\xe9," + b"9," * 15 + b"9\n")  # a Latin-1 label on line 2
+    argv = ["run", "--source", str(pixels), "--output", str(tmp_path / "o"), "--no-progress", "--image-shape", "4,4,1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "is not UTF-8 text (line 2)" in err and "Traceback" not in err and not (tmp_path / "o").exists()
+    pixels.write_bytes("\ufeff0,".encode() + b"9," * 15 + b"9\n1," + b"7," * 15 + b"7\n")  # Excel's "CSV UTF-8"
+    m = run(tmp_path / "bom", source=str(pixels), copies=1, cache_dir=str(cache_dir), image_shape=(4, 4, 1))
+    assert m["class_names"] == ["0", "1"] and m["counts"]["images_ok"] == 2
+
+
 def list_run(tmp_path, cache_dir, name: str, content: bytes | str):
     """Runs the job on a list file ``name`` naming ``a.png`` and ``b.png`` (written beside it)."""
     rng = np.random.default_rng(5)

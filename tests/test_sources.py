@@ -1,5 +1,6 @@
 """Sources: folder listing rules, streamed archives with hostile member names, and verified downloads."""
 
+import gzip
 import hashlib
 import http.server
 import io
@@ -212,6 +213,20 @@ def test_flowers17_labels_come_from_the_image_number(tmp_path, cache_dir, monkey
     assert labels == {"image_0001.jpg": "daffodil", "image_0080.jpg": "daffodil", "image_0081.jpg": "snowdrop",
                       "image_1360.jpg": "pansy"}  # fmt: skip
     assert len(manifest["class_names"]) == 17
+
+
+def test_a_damaged_oxford_archive_keeps_the_images_before_the_damage_and_says_so(tmp_path, cache_dir):
+    from tests.test_pipeline_e2e import run
+
+    tgz = _oxford_archive(tmp_path / "whole.tgz", range(1, 21))
+    tar = gzip.decompress(tgz.read_bytes())
+    header = tarfile.open(fileobj=io.BytesIO(tar)).getmembers()[16].offset
+    damaged = tmp_path / "17flowers.tgz"  # a flipped byte in a member's header: tarfile stops there, in silence
+    damaged.write_bytes(gzip.compress(tar[: header + 3] + bytes([tar[header + 3] ^ 0xFF]) + tar[header + 4 :]))
+    manifest = run(tmp_path / "out", dataset="flowers17", source=str(damaged), copies=1, cache_dir=str(cache_dir))
+    c = manifest["counts"]
+    assert c["images_in"] == 16 == c["images_ok"] + c["dead_letters"]
+    assert "archive damaged after 16 members" in manifest["listing"]["problems"][0]
 
 
 def test_flowers102_labels_and_official_splits_from_mat_files(tmp_path, cache_dir, monkeypatch):

@@ -44,9 +44,80 @@ def safe_name(name: str) -> str | None:
     return "/".join(parts)
 
 
+class ArchiveDamaged(tarfile.ReadError):
+    """Damage that tarfile passes over in silence: it ends the iteration early, as if the archive ended there.
+
+    Attributes:
+        after_end: The damage lies after a whole end-of-archive marker (another archive appended, or junk): every
+            member before it was read whole.
+    """
+
+    def __init__(self, message: str, after_end: bool = False):
+        super().__init__(message)
+        self.after_end = after_end
+
+
 # Damage: what tarfile and the decompressors raise for an archive that is cut short or corrupt. A failed read of
 # the archive itself is a SourceReadError (``sources.reads``), none of these: it propagates, never "damage".
 ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
+_CHUNK = 64 * 1024  # read after the end-of-archive marker at a time: only ever zeros, if the archive is whole
+
+
+class _NotedHeader(tarfile.TarInfo):
+    """A ``TarInfo`` that notes on its ``TarFile`` why the last header could not be read (``_check_end`` asks).
+
+    After the first member, tarfile ends the iteration without an error at any header it cannot read: the zero
+    block of the end-of-archive marker, but just as well a corrupt header or the end of the data (an archive cut
+    short between members), and all that follows is lost unseen. Only the error it swallows tells them apart.
+    """
+
+    @classmethod
+    def fromtarfile(cls, tar):
+        """Reads the next header, as ``TarInfo`` does, noting the error when there is none to read."""
+        try:
+            return super().fromtarfile(tar)
+        except tarfile.HeaderError as e:
+            tar.header_error = e
+            raise
+
+
+def _check_end(tar: tarfile.TarFile) -> None:
+    """Checks that an iteration that ended stopped at the end-of-archive marker, with nothing but zeros after it.
+
+    Raises:
+        ArchiveDamaged: A corrupt member header, an archive cut short between members (no marker), or data after
+            a zero block. Byte offsets count in the tar (decompressed, for a ``.tgz``).
+    """
+    stop, at = getattr(tar, "header_error", None), tar.offset
+    if isinstance(stop, (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError)):
+        raise ArchiveDamaged(f"cut short at byte {at}, without its end-of-archive marker")
+    if not isinstance(stop, tarfile.EOFHeaderError):  # a block that is no header and not zeros either
+        raise ArchiveDamaged(f"corrupt member header at byte {at}")
+    # The marker's first zero block is read. Real archives pad with zeros after it (to a 10 KB record); anything
+    # else is members tarfile would never show: a header zeroed by damage, or another archive appended.
+    rest = _first_nonzero(tar.fileobj)
+    if rest is None:
+        return
+    if rest < tarfile.BLOCKSIZE:  # one zero block where a header should be, then members
+        raise ArchiveDamaged(f"a zero block at byte {at} where a member header should be, data after it")
+    where = at + tarfile.BLOCKSIZE + rest
+    message = f"data at byte {where}, after the end-of-archive marker (another archive appended?)"
+    raise ArchiveDamaged(message, after_end=True)
+
+
+def _first_nonzero(f) -> int | None:
+    """Reads ``f`` to its end, or to its first byte that is not zero: that byte's offset (None: zeros only)."""
+    read = 0
+    while chunk := f.read(_CHUNK):
+        if data := chunk.lstrip(b"\0"):
+            return read + len(chunk) - len(data)
+        read += len(chunk)
+    return None
+
+
+def damage_note(members: int, error: BaseException) -> str:
+    """The listing's problem note for an archive that breaks off after ``members`` members (summary, manifest)."""
+    return f"archive damaged after {members} members ({type(error).__name__}: {error}); the rest is lost"
 
 
 def iter_members(
@@ -60,11 +131,13 @@ def iter_members(
 
     Raises:
         tarfile.TarError, OSError, EOFError, zlib.error: The archive is truncated or corrupt at this point.
+        ArchiveDamaged: (a ``TarError``) Damage that tarfile ends the iteration at in silence; found after the
+            last member, so only by a caller that reads on to the end.
         SourceReadError: A read of the archive failed: no verdict on the members (a retry may read them).
     """
     with open_source(path) as raw:
         try:
-            with tarfile.open(fileobj=raw, mode="r|*") as tar:
+            with tarfile.open(fileobj=raw, mode="r|*", tarinfo=_NotedHeader) as tar:
                 for member in tar:
                     if member.isdir():
                         continue  # structure only; files carry their full paths
@@ -75,6 +148,7 @@ def iter_members(
                         f = tar.extractfile(member)
                         data = f.read() if f is not None else None
                     yield name, member, data
+                _check_end(tar)
         except ARCHIVE_ERRORS:
             raw.check()  # a failed read is no damage, whatever tarfile made of it
             raise
@@ -120,7 +194,7 @@ def list_archive(path: str) -> tuple[Listing, str, bytes | None]:
             raise UserError(
                 f"cannot read archive {path}: {e}; pass a valid .tar/.tgz or a folder as --source"
             ) from None
-        problems.append(f"archive damaged after {len(names)} members ({type(e).__name__}: {e}); the rest is lost")
+        problems.append(damage_note(len(names), e))
     prefix = _root_prefix(names)
     entries = [(n[len(prefix) :], None, sizes[n], mtimes[n]) for n in names if n.startswith(prefix)]
     listing = build_listing(entries)
@@ -147,13 +221,23 @@ def _root_prefix(names: list[str]) -> str:
 
 
 def read_members(path: str, names: set[str]) -> dict[str, bytes]:
-    """Returns the bytes of the named members (safe names), in one streaming pass that stops once all are found."""
+    """Returns the bytes of the named members (safe names), in one streaming pass that stops once all are found.
+
+    Raises:
+        UserError: The archive breaks off before all are found (what lies after the damage cannot be read).
+    """
     found: dict[str, bytes] = {}
-    for name, _, data in iter_members(path, with_data=lambda n: n in names):
-        if data is not None:
-            found[name] = data
-            if len(found) == len(names):
-                break
+    try:
+        for name, _, data in iter_members(path, with_data=lambda n: n in names):
+            if data is not None:
+                found[name] = data
+                if len(found) == len(names):
+                    break
+    except ARCHIVE_ERRORS as e:
+        raise UserError(
+            f"archive {path} is damaged ({type(e).__name__}: {e}) before {len(names) - len(found)} of the members "
+            "asked for could be found; pass an intact copy of the archive"
+        ) from None
     return found
 
 

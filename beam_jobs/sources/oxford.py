@@ -12,7 +12,7 @@ import re
 from importlib import resources
 
 from beam_jobs.errors import UserError
-from beam_jobs.sources.archive import ARCHIVE_ERRORS, iter_members
+from beam_jobs.sources.archive import ARCHIVE_ERRORS, damage_note, iter_members
 from beam_jobs.sources.listing import Listing
 from beam_jobs.sources.matfile import load_mat
 from schemas.source import SourceImage
@@ -38,23 +38,31 @@ def _read(path: str) -> bytes:
 def list_oxford(path: str, kind: str, extras: dict[str, str]) -> tuple[Listing, str, dict[str, str]]:
     """Lists an Oxford flowers archive.
 
+    A damaged archive keeps the images before the damage and says where it stopped in ``Listing.problems``, as
+    ``archive.list_archive`` does.
+
     Returns:
         The listing (keys ``image_0001.jpg``), the archive's root prefix (``jpg/``) and, for ``flowers102``, the
         official split of every key.
 
     Raises:
         UserError: The archive or the label files cannot be read.
+        SourceReadError: A read failed (no listing is made of the part read before it).
     """
     numbers: dict[str, int] = {}
     prefix = ""
+    members = 0
+    problems = []
     try:
         for name, _, _ in iter_members(path, with_data=False):
+            members += 1
             if name and (m := _IMAGE.search(posixpath.basename(name))):
                 prefix = posixpath.dirname(name) + "/" if "/" in name else ""
                 numbers[name[len(prefix) :]] = int(m.group(1))
     except ARCHIVE_ERRORS as e:
         if not numbers:
-            raise UserError(f"cannot read archive {path}: {e}") from None
+            raise UserError(f"cannot read archive {path}: {e}; pass an intact copy of it as --source") from None
+        problems.append(damage_note(members, e))  # the images after the damage are lost: never in silence
     split_of: dict[str, str] = {}
     if kind == "flowers17":
         names = FLOWERS17_CLASSES
@@ -78,4 +86,4 @@ def list_oxford(path: str, kind: str, extras: dict[str, str]) -> tuple[Listing, 
         else SourceImage(k, 0, "(no label)", error="missing_label")
         for k in sorted(numbers)
     ]
-    return Listing(list(names), images), prefix, split_of
+    return Listing(list(names), images, problems=problems), prefix, split_of

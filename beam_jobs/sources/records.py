@@ -30,7 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from beam_jobs.errors import UserError
 from beam_jobs.paths import exists, files_under, is_dir, is_local, is_object
 from beam_jobs.sinks.manifest import MANIFEST
-from beam_jobs.sources.listing import NO_LABEL, Listing
+from beam_jobs.sources.listing import NO_LABEL, Listing, is_text
 from beam_jobs.sources.reads import SourceFile, open_source
 from beam_jobs.staged import Staged, unstaged
 from schemas.source import SourceImage
@@ -231,14 +231,17 @@ def _parquet_item(key: str, label: Any, image: Any, with_data: bool) -> Item:
 
 
 def scan_csv_pixels(path: str, root: str, opts: RecordOptions, with_data: bool) -> Iterator[Item]:
-    """Yields one item per ``label,pixel1..pixelN`` row (header optional); pixels become a PNG."""
+    """Yields one item per ``label,pixel1..pixelN`` row (header optional); pixels become a PNG.
+
+    Raises:
+        UserError: The file is not UTF-8 text (as for list files).
+    """
     from transforms.codec import encode_image
 
     h, w, c = opts.image_shape or (0, 0, 0)
     rel = _rel(path, root)
     with _open(path) as f:
-        reader = csv.reader(io.TextIOWrapper(f, encoding="utf-8", newline=""))
-        for i, row in enumerate(reader):
+        for i, row in enumerate(_utf8_csv_rows(f, path)):
             key = f"{rel}#{i}"
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # a blank line (files often end with some), not a record
@@ -262,6 +265,25 @@ def scan_csv_pixels(path: str, root: str, opts: RecordOptions, with_data: bool) 
             yield Item(key, label, data=data)
 
 
+def _utf8_csv_rows(f: SourceFile, path: str) -> Iterator[list[str]]:
+    """Yields the rows of a UTF-8 CSV file, streamed (pixel rows run to gigabytes); a byte-order mark is no text.
+
+    Raises:
+        UserError: The file is not UTF-8 text, as for list files (a decode error would end the run in a traceback).
+    """
+    # "utf-8-sig": Excel's "CSV UTF-8" starts with a byte-order mark, which would make the first label "\ufeff0".
+    # "surrogateescape": a byte that is no UTF-8 reaches the row it is in, so the message can say which line (the
+    # decoder's own offset counts in the chunk it was decoding, not in the file).
+    reader = csv.reader(io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline=""))
+    for row in reader:
+        if not is_text("".join(row)):
+            raise UserError(
+                f"{path} is not UTF-8 text (line {reader.line_num}): save the pixel rows as UTF-8 "
+                "(label,pixel1,...,pixelN)"
+            )
+        yield row
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -282,33 +304,35 @@ _IMAGE_EXT = {"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "ppm"}
 def scan_webdataset(path: str, root: str, opts: RecordOptions, with_data: bool) -> Iterator[Item]:
     """Yields one item per sample (``key.jpg`` + ``key.cls`` or ``key.json`` with a ``label``), streamed.
 
+    A damaged shard keeps the samples before the damage; the sample being read where it breaks off is an
+    ``archive_damaged`` item (its members after the break are lost, so it may lack its image, its label or a file
+    that would change them), standing for the rest of the shard. Damage where there is no such sample (the shard
+    is no tar, or the damage lies after its end-of-archive marker) is one ``archive_damaged`` item keyed by the
+    shard.
+
     Raises:
         SourceReadError: A read of the shard failed (damage ends the shard; a failed read is no damage).
     """
-    from beam_jobs.sources.archive import ARCHIVE_ERRORS, iter_members
+    from beam_jobs.sources.archive import ARCHIVE_ERRORS, ArchiveDamaged, iter_members
 
     rel = _rel(path, root)
     sample: dict[str, Any] = {}
     current = None
     seen: dict[str, int] = {}  # sample key -> times met: a key met again is a duplicate, whatever lies between
 
-    def flush():
+    def flush(damaged: bool = False):
         if current is None:
             return None
         seen[current] = seen.get(current, 0) + 1
         image = next((sample[e] for e in sample if e in _IMAGE_EXT), None)
-        label = None
-        if "cls" in sample:
-            text = sample["cls"].decode("utf-8", "replace").strip()
-            label = int(text) if _is_int(text) else text
-        elif "json" in sample:
-            try:
-                label = json.loads(sample["json"]).get(opts.label_key)
-            except (ValueError, AttributeError):
-                label = None
+        label = _sample_label(sample, opts.label_key)
         key = f"{rel}/{current}"
         if seen[current] > 1:  # the first sample of a key is kept; a later one is dead, under its own label
-            return Item(f"{key} (duplicate {seen[current]})", label, error="duplicate_key")
+            key = f"{key} (duplicate {seen[current]})"
+        if damaged:  # under its label as far as it was read, so that it counts under its class
+            return Item(key, label, error="archive_damaged")
+        if seen[current] > 1:
+            return Item(key, label, error="duplicate_key")
         if image is None:
             return Item(key, None, error="missing_image")
         if label is None:
@@ -327,10 +351,30 @@ def scan_webdataset(path: str, root: str, opts: RecordOptions, with_data: bool) 
                     yield item
                 current, sample = sample_key, {}
             sample[ext.lower()] = data if data is not None else b""
-    except ARCHIVE_ERRORS:
-        pass
+    except ARCHIVE_ERRORS as e:
+        # Past a whole end-of-archive marker every sample was read whole; anywhere else the last one may not be.
+        whole = isinstance(e, ArchiveDamaged) and e.after_end
+        item = flush(damaged=not whole)
+        if item is not None:
+            yield item
+        if item is None or whole:
+            yield Item(rel, None, error="archive_damaged")
+        return
     if (item := flush()) is not None:
         yield item
+
+
+def _sample_label(sample: dict[str, bytes], label_key: str) -> int | str | None:
+    """A WebDataset sample's label: its ``.cls`` text (an int when it is one), else its ``.json``'s ``label_key``."""
+    if "cls" in sample:
+        text = sample["cls"].decode("utf-8", "replace").strip()
+        return int(text) if _is_int(text) else text
+    if "json" in sample:
+        try:
+            return json.loads(sample["json"]).get(label_key)
+        except (ValueError, AttributeError):
+            return None
+    return None
 
 
 # --- list files -----------------------------------------------------------------------------------------------
