@@ -187,6 +187,12 @@ class JobConfig:
             raise UserError(f"--min-pixel-std must be >= 0, got {self.min_pixel_std}")
         if self.incremental and not self.refresh:
             raise UserError("--incremental works with --refresh (it reuses the current version's records)")
+        if self.incremental and "parquet" not in self.formats:
+            # Records are copied from the Parquet shards: without them every run re-expanded everything, silently.
+            raise UserError(
+                "--incremental copies unchanged images' records from the current version's Parquet shards: add "
+                f"parquet to --formats (e.g. --formats {','.join([*self.formats, 'parquet'])}), or drop --incremental"
+            )
         if self.keep_versions < 1:
             raise UserError(f"--keep-versions must be >= 1, got {self.keep_versions}")
         if self.records_per_shard is not None and self.records_per_shard < 1:

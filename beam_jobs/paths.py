@@ -8,6 +8,7 @@ ending in ``/``. These helpers give folders one meaning everywhere (``tests/test
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import re
 import shutil
@@ -15,12 +16,46 @@ import shutil
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.io.filesystems import FileSystems
 
+from beam_jobs.errors import UserError
+
 _GLOB = re.compile(r"([*?\[])")
+# What gives Beam a filesystem for an object store's scheme (the gcp extra installs apache-beam[gcp]).
+_EXTRAS = {"gs": "beam-expand[gcp]", "s3": "apache-beam[aws]", "azfs": "apache-beam[azure]",
+           "hdfs": "apache-beam[hadoop]"}  # fmt: skip
+# Beam registers its S3 filesystem even without its client library, which it then fails to create (a ValueError).
+_CLIENTS = {"s3": "boto3"}
 
 
 def is_local(path: str) -> bool:
     """Says whether a path is on the local disk (where directories can be renamed and symlinked)."""
     return FileSystems.get_scheme(path) in (None, "file")
+
+
+def install_hint(scheme: str) -> str:
+    """What to install for a Beam filesystem of ``scheme`` (``gs`` -> ``pip install 'beam-expand[gcp]'``)."""
+    extra = _EXTRAS.get(scheme)
+    return f"pip install '{extra}'" if extra else f"install the Apache Beam extra that reads {scheme}://"
+
+
+def require_filesystem(path: str, flag: str) -> None:
+    """Checks that this installation has a Beam filesystem for ``path`` (local paths always do).
+
+    Without one, Beam raises a ValueError deep in the first call that touches the path, and the user saw its
+    traceback; this says which flag named the path and what to install.
+
+    Raises:
+        UserError: No filesystem is registered for the path's scheme, or the client library it needs is missing.
+    """
+    scheme = FileSystems.get_scheme(path)
+    try:
+        FileSystems.get_filesystem(path)
+        usable = scheme not in _CLIENTS or importlib.util.find_spec(_CLIENTS[scheme]) is not None
+    except ValueError:
+        usable = False
+    if not usable:
+        raise UserError(
+            f"{flag} {path}: this installation cannot read or write {scheme}:// paths; {install_hint(scheme)}"
+        )
 
 
 def files_under(folder: str, limit: int | None = None, dangling_links: bool = False) -> list:

@@ -33,20 +33,20 @@ from beam_jobs import balance, forked_workers, launcher_temp, mixing, refresh, s
 from beam_jobs.config import JobConfig, dataset_name
 from beam_jobs.errors import JobFailed, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
-from beam_jobs.paths import delete_tree, files_under, is_bucket, is_dir
+from beam_jobs.paths import delete_tree, files_under, is_bucket, is_dir, require_filesystem
 from beam_jobs.paths import is_local as is_local_path
 from beam_jobs.progress import ProgressMonitor
 from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRecords, WriteDataset
 from beam_jobs.sinks import refusal
 from beam_jobs.sinks.finalize import DEAD_LETTERS
-from beam_jobs.sinks.manifest import MANIFEST, InputRows, read_json, read_rows
+from beam_jobs.sinks.manifest import MANIFEST, InputRows, read_json
 from beam_jobs.sinks.publish import VerificationError, clean_stale
 from beam_jobs.sources import records
 from beam_jobs.sources.archive import list_archive
-from beam_jobs.sources.datasets import ResolvedSource, default_cache_dir, resolve
+from beam_jobs.sources.datasets import URL_SCHEMES, ResolvedSource, default_cache_dir, resolve
 from beam_jobs.sources.listing import Listing, list_folder, select
 from schemas.record import RECIPE_SCHEMA_VERSION
-from transforms.expand import DEAD_LETTER, split_of
+from transforms.expand import DEAD_LETTER, STATS, split_of
 from transforms.policies import Policy
 from transforms.tta import TTA
 
@@ -239,7 +239,9 @@ class JobPlan:
     def fingerprints(self) -> dict[str, str]:
         """Returns the config and inputs fingerprints (refresh mode compares them with the current version's)."""
         return {
-            "config": refresh.config_fingerprint(self.config.to_dict(), self.listing.class_names, package_versions()),
+            "config": refresh.config_fingerprint(
+                self.config.to_dict(), self.listing.class_names, package_versions(), output_versions()
+            ),
             "inputs": refresh.inputs_fingerprint(itertools.chain(self._input_tuples(), self._file_tuples())),
         }
 
@@ -253,6 +255,27 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def output_versions() -> dict[str, Any]:
+    """Returns the versions of this code's steps that determine the output bytes (for the refresh fingerprint).
+
+    beam-expand's package version does not change when an op's pixels do (the op's ``version`` is bumped then), nor
+    when decoding, encoding, the quality gate or mixing change: an incremental refresh across such a change would
+    reuse records the new code would not write. Every registered op counts, not only the policy's: composites,
+    per-class rules, test-time views and resizing use ops too, and a version bumped once re-expands once.
+    """
+    from transforms import codec, mix, quality
+    from transforms.registry import registered
+
+    return {
+        "ops": {name: op.version for name, op in sorted(registered().items())},
+        "decode": codec.DECODE_VERSION,
+        "encode": codec.encode_step("png", 0)["version"],
+        "quality_gate": quality.GATE_VERSION,
+        "mix": mix.MIX_VERSION,
+        "recipe_schema": RECIPE_SCHEMA_VERSION,
+    }
 
 
 def plan_job(config: JobConfig) -> JobPlan:
@@ -448,15 +471,16 @@ def build_pipeline(
         quality_gate=c.gate_config(),
         **split_args,
     )
-    expanded, dead = outputs.records, outputs.dead_letter
+    expanded, dead, stats = outputs.records, outputs.dead_letter, outputs.stats
     if reuse and reuse_from:
         reused = outputs.reused | "ReuseRecords" >> ReuseRecords(
             reuse_from, (c.splits, c.split, input_splits, split_map)
         )
         expanded = (expanded, reused.records) | "AllRecords" >> beam.Flatten()
         dead = (dead, reused[DEAD_LETTER]) | "AllDeadLetters" >> beam.Flatten()
+        stats = (stats, reused[STATS]) | "AllPixelSums" >> beam.Flatten()  # of the reused sources found with records
     streams = {"records": expanded, "dead_letter": dead, "source_info": outputs.source_info,
-               "stats": outputs.stats, "zca": outputs.zca}  # fmt: skip
+               "stats": stats, "zca": outputs.zca}  # fmt: skip
     return streams | "WriteDataset" >> WriteDataset(
         write_args={
             "temp_dir": temp_dir,
@@ -600,6 +624,7 @@ def run_job(
         UserError: Problems the user can fix, raised before the pipeline starts.
     """
     out = out or sys.stdout
+    _require_filesystems(config)
     plan = plan_job(config)
     if plan.copy_plan:
         print(balance.plan_text(plan.copy_plan), file=out)
@@ -614,35 +639,42 @@ def run_job(
     return read_json(path) if listing_rows else manifest
 
 
+def _require_filesystems(config: JobConfig) -> None:
+    """Refuses a ``--source`` or ``--output`` on a store this installation has no Beam filesystem for.
+
+    Raises:
+        UserError: Saying what to install (``gs://`` without the gcp extra was a traceback from Beam).
+    """
+    if config.source and not config.source.startswith(URL_SCHEMES):  # downloaded, not read through Beam
+        require_filesystem(config.source, "--source")
+    # A refresh root is checked by refresh.read_latest, which first refuses stores without an atomic pointer swap
+    # (nothing to install would help there).
+    if config.output and not (config.dry_run or config.refresh):
+        require_filesystem(config.output, "--output")
+
+
 def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) -> tuple[str, dict[str, Any]]:
     """Publishes a new version under ``output/versions`` and swaps ``LATEST`` (see ``beam_jobs.refresh``).
+
+    A damaged current version is never copied from, nor kept as up to date: the run says so and expands every
+    source afresh, so that a scheduled refresh heals the dataset rather than failing the same way every night.
 
     Returns the path of the current version's manifest and that manifest without its per-input rows.
     """
     root = plan.config.output
     current, token = refresh.read_latest(root)
-    previous = refresh.read_manifest(root, current) if current else None
+    previous = _previous_manifest(root, current, out)
     fingerprints = plan.fingerprints()
     if previous and previous.get("fingerprints") == fingerprints:
-        _refuse_current(plan, root, current, previous["counts"])
-        print(f"beam-expand: {root} is up to date (version {current}: same inputs and config); nothing published",
-              file=out)  # fmt: skip
-        return refresh.manifest_path(root, current), previous
+        stale = refresh.stale_reason(root, current, previous)
+        if stale is None:
+            return _up_to_date(plan, root, current, previous, out)
+        print(f"beam-expand: version {current} has the same inputs and config, but {stale}: publishing a new "
+              "version", file=out)  # fmt: skip
     version = refresh.new_version(refresh._digest(fingerprints))
     reuse, reuse_from = None, None
     if plan.config.incremental and previous and previous["fingerprints"]["config"] == fingerprints["config"]:
-        damaged = refresh.damaged_shards(root, current, previous)
-        if damaged:
-            print(f"beam-expand: version {current} has {len(damaged)} missing or altered Parquet shard(s) "
-                  f"({', '.join(damaged[:3])}{', ...' if len(damaged) > 3 else ''}): expanding every source afresh",
-                  file=out)  # fmt: skip
-        elif "parquet" in previous["shards"]:
-            rows = read_rows(refresh.manifest_path(root, current))
-            reuse = refresh.reusable(rows, refresh.dead_letter_keys(root, current), plan.copies_per_source,
-                                     previous.get("copies_per_source") or {})  # fmt: skip
-            reuse_from = [
-                FileSystems.join(refresh.version_dir(root, current), s["file"]) for s in previous["shards"]["parquet"]
-            ]
+        reuse, reuse_from = _reuse_plan(plan, root, current, previous, out)
     target = refresh.version_dir(root, version)
     plan.config = dataclasses.replace(plan.config, output=target, overwrite=False)
     refused = refusal.refused_dir(root, refresh=True)  # in the root: a refused run has no version
@@ -664,7 +696,34 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
     return path, manifest
 
 
-def _refuse_current(plan: JobPlan, root: str, current: str, counts: dict[str, Any]) -> None:
+def _afresh(out, why: str) -> None:
+    print(f"beam-expand: {why}: expanding every source afresh", file=out)
+
+
+def _previous_manifest(root: str, current: str | None, out) -> dict[str, Any] | None:
+    """The current version's manifest, or None when there is none or it is unreadable (said: nothing is reused)."""
+    if not current:
+        return None
+    try:
+        return refresh.read_manifest(root, current)
+    except refresh.DamagedVersion as e:
+        _afresh(out, f"version {current}'s {e}")
+        return None
+
+
+def _up_to_date(plan: JobPlan, root: str, current: str, previous: dict[str, Any], out):
+    """Says that nothing is published, or fails as a run over the same inputs would (``_refuse_current``).
+
+    Only for a whole current version (``refresh.stale_reason`` found nothing to heal). Returns ``_run_refresh``'s
+    result: the current version's manifest path and manifest.
+    """
+    _refuse_current(plan, root, current, previous)
+    print(f"beam-expand: {root} is up to date (version {current}: same inputs and config); nothing published",
+          file=out)  # fmt: skip
+    return refresh.manifest_path(root, current), previous
+
+
+def _refuse_current(plan: JobPlan, root: str, current: str, previous: dict[str, Any]) -> None:
     """Fails an up-to-date refresh as its run would fail over the current version's counts (or returns).
 
     ``--max-bad-fraction`` is no part of the fingerprint (it changes no record), but a run asked for it fails over
@@ -674,12 +733,37 @@ def _refuse_current(plan: JobPlan, root: str, current: str, counts: dict[str, An
     Raises:
         JobFailed: The current version's dead letters would refuse a run over the same inputs.
     """
+    counts = previous["counts"]
     refused = refusal.verdict(counts["images_in"], counts["dead_letters"], plan.config.max_bad_fraction)
     if refused is None:
         return
     where = FileSystems.join(refresh.version_dir(root, current), DEAD_LETTERS)
-    text = refusal.message(refused, refresh.read_dead_letters(root, current), where)
+    # Streamed (``refresh.stale_reason`` has just read the file through whole: it is no DamagedVersion here).
+    text = refusal.message(refused, refresh.read_dead_letters(root, current, previous), where)
     raise JobFailed(f"{root} is up to date (version {current}), but {text}")
+
+
+def _reuse_plan(plan: JobPlan, root: str, current: str, previous: dict[str, Any], out):
+    """``(reuse, reuse_from)`` for an incremental run over a version of the same config, or ``(None, None)``.
+
+    The version's Parquet shards are read through against its manifest's sha256 first (``refresh.altered_shards``):
+    records copied from a damaged shard would be published, and verified, as new. Once per run that publishes; here,
+    and not in the reuse step, because a damaged version can then still turn into a full re-expansion.
+    """
+    if "parquet" not in previous.get("shards", {}):
+        return None, None
+    damaged = refresh.damaged_shards(root, current, previous) or refresh.altered_shards(root, current, previous)
+    if damaged:
+        _afresh(out, f"version {current} has {len(damaged)} missing or altered Parquet shard(s) "
+                     f"({', '.join(damaged[:3])}{', ...' if len(damaged) > 3 else ''})")  # fmt: skip
+        return None, None
+    try:
+        reuse = refresh.reusable_sources(root, current, previous, plan.copies_per_source)
+    except refresh.DamagedVersion as e:
+        _afresh(out, f"version {current}'s {e}")
+        return None, None
+    shards = previous["shards"]["parquet"]
+    return reuse, [FileSystems.join(refresh.version_dir(root, current), s["file"]) for s in shards]
 
 
 def _records_text(plan: JobPlan) -> str:

@@ -29,6 +29,8 @@ from beam_jobs.statistics import ZcaSumsFn
 from schemas.source import SourceImage
 from transforms.expand import DEAD_LETTER, REUSED, SOURCE_INFO, STATS, ZCA, ExpandFn, dead_letter, split_of
 
+REUSE_MISSING = "reuse_missing"  # the dead letter of a reused source whose previous records are not there
+
 
 class ReadImages(beam.PTransform):
     """Emits the selected source images, reshuffled before any decoding.
@@ -216,8 +218,9 @@ class PixelSumsFn(beam.CombineFn):
 class ReuseRecords(beam.PTransform):
     """Copies the previous version's records of unchanged sources (incremental refresh).
 
-    Shape: reused sources as (key, class); previous Parquet rows -> (source_key, record); CoGroupByKey; the
-    records of reused keys. Only encoded bytes cross the shuffle, never pixels.
+    Shape: reused sources as (key, (class, RGB pixel sums or None)); previous Parquet rows -> (source_key, record);
+    CoGroupByKey; the records of reused keys, and their sources' pixel sums for the statistics. Only encoded bytes
+    cross the shuffle, never pixels.
 
     Args:
         shards: The previous version's Parquet shards (as its manifest lists them: no glob, so no stray file and
@@ -232,11 +235,14 @@ class ReuseRecords(beam.PTransform):
         self._split_args = split_args
 
     def expand(self, reused):
-        """Takes ``(key, class)`` of the reused sources; returns their records (main) and dead letters.
+        """Takes ``(key, (class, sums))`` of the reused sources; returns records (main), dead letters and stats.
 
-        A reused source without previous records (a version damaged before its shards' sizes were checked, or
-        written by a version of beam-expand that lost them) is a dead letter ``reuse_missing``: counted, never
-        dropped, and read afresh by the next incremental run (dead-lettered sources are not reused).
+        The ``stats`` output holds ``(split, sums)`` of each reused source whose records were found.
+        A reused source without previous records (written by a version of beam-expand that lost them) is a dead
+        letter ``reuse_missing``: counted, never dropped, and read afresh by the next refresh (dead-lettered sources
+        are not reused, and a version with such dead letters is never "up to date"). Its pixel sums are left out of
+        the statistics, as a full run leaves out a source without records: they are emitted here, once the records
+        are found, not by ``ExpandFn``.
         """
         previous = (
             reused.pipeline
@@ -251,18 +257,21 @@ class ReuseRecords(beam.PTransform):
             key, groups = kv
             if not groups["wanted"]:
                 return
+            source_class, sums = groups["wanted"][0]
             rows = list(groups["previous"])
             if not rows:
                 error = LookupError("the current version holds no records of this unchanged source; the next "
-                                    "incremental run expands it afresh")  # fmt: skip
-                source = SourceImage(key, 0, groups["wanted"][0])
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(source, "reuse", "reuse_missing", error, None))
+                                    "refresh expands it afresh")  # fmt: skip
+                source = SourceImage(key, 0, source_class)
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(source, "reuse", REUSE_MISSING, error, None))
                 return
             split = split_of(key, splits, default, input_splits, unstaged(split_map))
-            yield from _reused_records(rows, split, groups["wanted"][0])
+            yield from _reused_records(rows, split, source_class)
+            if sums:
+                yield beam.pvalue.TaggedOutput(STATS, (split, sums))
 
         joined = {"previous": previous, "wanted": reused} | "Join" >> beam.CoGroupByKey()
-        return joined | "Keep" >> beam.FlatMap(keep).with_outputs(DEAD_LETTER, main="records")
+        return joined | "Keep" >> beam.FlatMap(keep).with_outputs(DEAD_LETTER, STATS, main="records")
 
 
 class WriteDataset(beam.PTransform):

@@ -341,20 +341,14 @@ def test_damaged_shards_tells_a_missing_shard_from_passing_trouble(monkeypatch):
         refresh.damaged_shards("root", "v1", manifest)
 
 
-def test_a_reused_source_without_previous_records_is_a_dead_letter_then_healed(capsys, image_folder, tmp_path,
-                                                                               monkeypatch):  # fmt: skip
-    # A version that lost a source's records (damaged before shard sizes were checked, or by an older beam-expand)
-    # used to make it vanish from every later version: counted in, never ok, never dead.
+def test_a_reused_source_without_previous_records_is_a_dead_letter_then_healed(capsys, image_folder, tmp_path):
+    # A version that lost a source's records (written by an older beam-expand, its manifest agreeing with its
+    # shards) used to make it vanish from every later version: counted in, never ok, never dead.
     import numpy as np
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     root = tmp_path / "root"
     assert _refresh(image_folder, root, "--incremental") == 0
-    for shard in (root / "current").glob("*.parquet-*"):
-        table = pq.read_table(shard)
-        pq.write_table(table.filter(pc.field("source_key") != "cats/cats_0.jpg"), shard)
-    monkeypatch.setattr(refresh, "damaged_shards", lambda *args: [])  # sizes as its manifest says
+    _drop_source(root / "current", "cats/cats_0.jpg")
     (image_folder / "dogs" / "dogs_0.jpg").write_bytes(encode(photo_like(np.random.default_rng(42), 48, 64), "JPEG"))
     assert _refresh(image_folder, root, "--incremental") == 0
     manifest = json.loads((root / "current" / "beam_expand.json").read_text())
@@ -389,3 +383,243 @@ def test_incremental_statistics_take_reused_sources_sums_from_the_manifest(image
     _full_run(image_folder, tmp_path / "full", "--image-size", "24,32")
     stats = json.loads((root / "current" / "statistics.json").read_text())
     assert stats == json.loads((tmp_path / "full" / "statistics.json").read_text())
+
+
+# --- A damaged or incomplete current version: checked before it is trusted, healed by the next refresh ----------
+
+
+def _parquet_records(out):
+    """Every Parquet record of a dataset as (key, copy, view, label, split, image digest), read with pyarrow, sorted."""
+    import pyarrow.parquet as pq
+
+    rows = []
+    for shard in sorted(out.glob("*.parquet-*")):
+        split = shard.name.split(".parquet-")[0].rsplit("-", 1)[1]  # <name>-<split>.parquet-NNNNN-of-NNNNN
+        for r in pq.read_table(shard).to_pylist():
+            digest = hashlib.sha256(r["image"]["bytes"]).hexdigest()
+            rows.append((r["source_key"], r["copy_index"], r["view_index"], r["label"], split, digest))
+    return sorted(rows)
+
+
+def _manifest(out):
+    return json.loads((out / "beam_expand.json").read_text())
+
+
+def _full(src, out, *extra):
+    """A full (non-refresh) run's Parquet records, counts and statistics, to compare a refresh version with."""
+    assert main(["run", "--source", str(src), "--output", str(out), "--copies", "2", "--no-progress", *extra]) == 0
+    return _parquet_records(out), _manifest(out)["counts"], json.loads((out / "statistics.json").read_text())
+
+
+def _same_as_full(version, full):
+    records, counts, stats = full
+    assert _parquet_records(version) == records
+    assert _manifest(version)["counts"] == counts
+    assert json.loads((version / "statistics.json").read_text()) == stats
+    assert main(["verify", str(version)]) == 0
+
+
+def _change_an_image(image_folder, seed=42):
+    import numpy as np
+
+    (image_folder / "dogs" / "dogs_0.jpg").write_bytes(encode(photo_like(np.random.default_rng(seed), 48, 64), "JPEG"))
+
+
+def _flip_bytes(path, start, end):
+    data = bytearray(path.read_bytes())
+    for i in range(start, end):
+        data[i] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+def _first_parquet_shard(root):
+    return sorted((root / "current").glob("*.parquet-*"))[0]
+
+
+def test_a_parquet_shard_altered_in_place_is_not_reused(capsys, image_folder, tmp_path):
+    # Same size, other bytes: the size check passed, its rows were copied into the new version (and that version
+    # passed `verify`, its own sha256 taken over the wrong bytes).
+    root = tmp_path / "root"
+    assert _refresh(image_folder, root, "--incremental") == 0
+    shard = _first_parquet_shard(root)
+    assert shard.stat().st_size > 3400
+    _flip_bytes(shard, 3000, 3400)
+    _change_an_image(image_folder)
+    capsys.readouterr()
+    assert _refresh(image_folder, root, "--incremental") == 0
+    out = capsys.readouterr().out
+    assert "missing or altered Parquet shard(s)" in out and "expanding every source afresh" in out
+    assert _manifest(root / "current")["reused_sources"] == []
+    _same_as_full(root / "current", _full(image_folder, tmp_path / "full"))
+
+
+def _damage_footer(version):
+    shard = sorted(version.glob("*.parquet-*"))[0]
+    size = shard.stat().st_size
+    _flip_bytes(shard, size - 400, size - 8)  # the footer's metadata; its length and "PAR1" stay
+
+
+def _truncate_dead_letters(version):
+    path = version / "dead_letter.jsonl"
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+
+
+def _truncate_manifest(version):
+    path = version / "beam_expand.json"
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+
+
+@pytest.mark.parametrize(
+    "damage, note",
+    [
+        (_damage_footer, "missing or altered Parquet shard(s)"),
+        (_truncate_dead_letters, "dead_letter.jsonl"),
+        (_truncate_manifest, "beam_expand.json"),
+    ],
+    ids=["parquet-footer", "dead-letters", "manifest"],
+)
+def test_a_damaged_current_version_is_healed_by_the_next_refresh(capsys, image_folder, tmp_path, damage, note):
+    # Each gave a traceback (OSError from the reuse step, JSONDecodeError from reading the dead letters or the
+    # manifest), and every later scheduled run failed the same way: the version never healed.
+    (image_folder / "owls" / "broken.jpg").write_bytes(b"not an image")
+    root = tmp_path / "root"
+    assert _refresh(image_folder, root, "--incremental") == 0
+    damage(root / "current")
+    _change_an_image(image_folder)
+    capsys.readouterr()
+    assert _refresh(image_folder, root, "--incremental") == 0
+    out = capsys.readouterr().out
+    assert note in out and "expanding every source afresh" in out
+    _same_as_full(root / "current", _full(image_folder, tmp_path / "full"))
+    capsys.readouterr()
+    assert _refresh(image_folder, root, "--incremental") == 0  # healed: the next run has nothing to do
+    assert "up to date" in capsys.readouterr().out
+
+
+def _drop_source(version, key):
+    """Removes a source's records from a version's Parquet shards, its manifest agreeing (sizes, counts, sha256).
+
+    As a version written by a beam-expand that lost them: nothing about the shards looks damaged.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from beam_jobs.sinks.manifest import read_json, write_json
+
+    manifest = read_json(str(version / "beam_expand.json"))
+    for entry in manifest["shards"]["parquet"]:
+        shard = version / entry["file"]
+        table = pq.read_table(shard)
+        kept = table.filter(pc.field("source_key") != key)
+        pq.write_table(kept, shard)
+        data = shard.read_bytes()
+        entry.update(records=kept.num_rows, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    write_json(str(version / "beam_expand.json"), manifest)
+
+
+def test_a_reuse_missing_source_counts_nowhere_and_is_healed_while_inputs_are_unchanged(capsys, image_folder,
+                                                                                         tmp_path):  # fmt: skip
+    import shutil
+
+    root = tmp_path / "root"
+    assert _refresh(image_folder, root, "--incremental") == 0
+    _drop_source(root / "current", "cats/cats_0.jpg")
+    _change_an_image(image_folder)
+    assert _refresh(image_folder, root, "--incremental") == 0
+    dead = [json.loads(line) for line in (root / "current" / "dead_letter.jsonl").read_text().splitlines()]
+    assert [(d["source_key"], d["reason"]) for d in dead] == [("cats/cats_0.jpg", "reuse_missing")]
+    # Its pixel sums were in statistics.json all the same (13 images over 12 sources with records): the statistics
+    # are those of a full run over the sources that have records.
+    stats = json.loads((root / "current" / "statistics.json").read_text())
+    assert stats["train"]["images"] == sum(stats["train"]["classes"]["sources"].values()) == 11
+    without = tmp_path / "without"
+    shutil.copytree(image_folder, without)
+    (without / "cats" / "cats_0.jpg").unlink()
+    assert stats == _full(without, tmp_path / "full-without")[2]
+    # Inputs unchanged: the version is incomplete, so the next run is no no-op (it said "up to date" for ever).
+    capsys.readouterr()
+    assert _refresh(image_folder, root, "--incremental") == 0
+    out = capsys.readouterr().out
+    assert "up to date" not in out and "11 unchanged sources reused" in out
+    full = _full(image_folder, tmp_path / "full")
+    _same_as_full(root / "current", full)
+    # A version whose shards were deleted is no up-to-date version either.
+    for shard in (root / "current").glob("*-train.*-0*"):
+        shard.unlink()
+    capsys.readouterr()
+    assert _refresh(image_folder, root, "--incremental") == 0
+    out = capsys.readouterr().out
+    assert "up to date" not in out and "expanding every source afresh" in out
+    _same_as_full(root / "current", full)
+
+
+def test_a_plain_refresh_republishes_a_version_that_lost_a_shard(capsys, image_folder, tmp_path):
+    root = tmp_path / "root"
+    assert _refresh(image_folder, root) == 0
+    first = (root / "LATEST").read_text().strip()
+    next((root / "current").glob("*.tfrecord-*")).unlink()
+    capsys.readouterr()
+    assert _refresh(image_folder, root) == 0
+    assert "up to date" not in capsys.readouterr().out
+    assert (root / "LATEST").read_text().strip() != first
+    assert len(read_tfrecords(root / "current")) == 24 and main(["verify", str(root / "current")]) == 0
+
+
+def test_incremental_needs_parquet_among_the_formats(capsys, image_folder, tmp_path):
+    # Reuse copies records from the current version's Parquet shards: without them every run re-expanded everything,
+    # silently.
+    assert _refresh(image_folder, tmp_path / "root", "--incremental", "--formats", "tfrecord") == 2
+    err = capsys.readouterr().err
+    assert "--incremental" in err and "parquet" in err and "Traceback" not in err
+    assert not (tmp_path / "root").exists()
+
+
+def test_a_changed_op_version_is_no_up_to_date_version(capsys, image_folder, tmp_path, monkeypatch):
+    # beam-expand's own version has been 0.1.0 forever: an op whose pixels changed (its version bumped) left the
+    # fingerprint unchanged, so a refresh said "up to date", or an incremental one reused the stale records.
+    from transforms.registry import registered
+
+    root = tmp_path / "root"
+    assert _refresh(image_folder, root, "--incremental") == 0
+    for op in registered().values():
+        monkeypatch.setattr(op, "version", op.version + 1)
+    capsys.readouterr()
+    assert _refresh(image_folder, root, "--incremental") == 0
+    out = capsys.readouterr().out
+    assert "up to date" not in out and "reused" not in out
+
+
+def test_refresh_on_an_object_store_without_its_filesystem_says_what_to_install(capsys, image_folder, tmp_path):
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        FileSystems.get_filesystem("gs://bucket/root")
+        pytest.skip("the gcp extra is installed here")
+    except ValueError:
+        pass
+    for extra in (["--refresh"], []):
+        assert _run_to(image_folder, "gs://bucket/root", *extra) == 2
+        err = capsys.readouterr().err
+        assert "pip install 'beam-expand[gcp]'" in err and "Traceback" not in err
+    assert main(["run", "--source", "gs://bucket/images", "--output", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'beam-expand[gcp]'" in err and "Traceback" not in err
+
+
+def test_an_s3_output_without_boto3_says_what_to_install(capsys, image_folder):
+    # Beam registers its S3 filesystem without boto3, then fails to make its client: a BeamIOError traceback.
+    import importlib.util
+
+    if importlib.util.find_spec("boto3") is not None:
+        pytest.skip("boto3 is installed here")
+    assert _run_to(image_folder, "s3://bucket/out") == 2
+    err = capsys.readouterr().err
+    assert "pip install 'apache-beam[aws]'" in err and "Traceback" not in err
+    assert _run_to(image_folder, "s3://bucket/root", "--refresh") == 2  # no atomic pointer swap there anyway
+    assert "--refresh supports local paths and gs://" in capsys.readouterr().err
+
+
+def _run_to(src, output, *extra):
+    return main(["run", "--source", str(src), "--output", output, "--copies", "2", "--no-progress", *extra])

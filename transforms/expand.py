@@ -7,7 +7,8 @@ Shape of the data::
                   -> 'dead_letter' tag: {source_key, stage, reason, error_type, message, sha256}
                   -> 'source_info' tag: (key, sha256, reused) of every source that produced records, packed in one
                      bytes object (``pack_source_info``: the finalize step holds one per source)
-                  -> 'reused' tag: (key, class) of sources whose bytes match the previous version (incremental)
+                  -> 'reused' tag: (key, (class, RGB pixel sums or None)) of sources whose bytes match the previous
+                     version (incremental); ``ReuseRecords`` emits their records and their 'stats' once it finds them
                   -> 'stats' tag: (split, per-channel pixel sums of the decoded source) for dataset statistics
                   -> 'zca' tag: the decoded source's uint8 bytes (augmented split, with --zca) for the ZCA sums
 
@@ -191,6 +192,11 @@ def _loaded(value):
     return value.load() if hasattr(value, "load") else value
 
 
+def _rgb(sums: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A source's pixel sums if it is an RGB image with pixels (the statistics are RGB), else None."""
+    return sums if sums and sums["pixels"] and len(sums["sum"]) == 3 else None
+
+
 def _json(value) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
@@ -356,10 +362,15 @@ class ExpandFn(beam.DoFn):
 
     @staticmethod
     def _source_outputs(key: str, digest: str, reused: bool, split: str, sums: dict[str, Any] | None):
-        """The source's ``source_info`` and, for an RGB image, its pixel sums for the split's statistics."""
-        rgb = sums if sums and sums["pixels"] and len(sums["sum"]) == 3 else None
+        """The source's ``source_info`` and, for an RGB image expanded here, its pixel sums for the statistics.
+
+        A reused source's sums go with its ``reused`` entry instead: whether it has records to count is known only
+        once ``ReuseRecords`` has looked for them (one without is a dead letter, and a full run counts no pixels of
+        a dead-lettered source).
+        """
+        rgb = _rgb(sums)
         yield beam.pvalue.TaggedOutput(SOURCE_INFO, pack_source_info(key, digest, reused, rgb))
-        if rgb:
+        if rgb and not reused:
             yield beam.pvalue.TaggedOutput(STATS, (split, rgb))
 
     def process(self, element: SourceImage | MixInput):
@@ -390,7 +401,7 @@ class ExpandFn(beam.DoFn):
             # that version's manifest keeps (else, from versions before it did, the source is decoded again).
             sums = sums_dict(earlier_sums) if earlier_sums else self._sums(data)
             if sums is not None:  # else (bytes that no longer decode) it is expanded, and dead-lettered, below
-                yield beam.pvalue.TaggedOutput(REUSED, (source.key, source.label_name))
+                yield beam.pvalue.TaggedOutput(REUSED, (source.key, (source.label_name, _rgb(sums))))
                 yield from self._source_outputs(source.key, digest, True, split, sums)
                 return
         stats: list = []
