@@ -49,20 +49,6 @@ def test_verify_shard_catches_truncation(image_folder, tmp_path):
         verify_shard(str(shard), "tfrecord")
 
 
-def test_too_many_bad_inputs_fail_the_job_and_leave_the_published_dataset(capsys, image_folder, tmp_path):
-    out = tmp_path / "out"
-    assert _run(image_folder, out) == 0
-    before = snapshot(out)
-    for i in range(3):
-        (image_folder / "cats" / f"bad{i}.jpg").write_bytes(b"garbage")
-    capsys.readouterr()
-    assert _run(image_folder, out, "--overwrite", "--max-bad-fraction", "0.1") == 1
-    assert "over --max-bad-fraction 0.1; nothing was published" in capsys.readouterr().err
-    assert snapshot(out) == before
-    assert not list(tmp_path.glob("out.staging-*"))
-    assert _run(image_folder, out, "--overwrite", "--max-bad-fraction", "0.25") == 0  # 3 of 15 = 20%
-
-
 def test_delete_tree_removes_a_local_folder_and_accepts_a_missing_one(tmp_path):
     # (On object stores it deletes a prefix: tests/test_object_store.py.)
     from beam_jobs.paths import delete_tree
