@@ -40,7 +40,7 @@ from beam_jobs.ptransforms import ExpandImages, ReadImages, ReadRecords, ReuseRe
 from beam_jobs.sinks import refusal
 from beam_jobs.sinks.finalize import DEAD_LETTERS
 from beam_jobs.sinks.manifest import MANIFEST, InputRows, read_json
-from beam_jobs.sinks.publish import VerificationError, clean_stale
+from beam_jobs.sinks.publish import STAGING, VerificationError, clean_stale
 from beam_jobs.sources import records
 from beam_jobs.sources.archive import list_archive
 from beam_jobs.sources.datasets import URL_SCHEMES, ResolvedSource, default_cache_dir, resolve
@@ -312,7 +312,7 @@ def plan_job(config: JobConfig) -> JobPlan:
 
 def staging_dir(output: str, run_id: str) -> str:
     """Returns where a run writes before it publishes: a sibling of the output."""
-    return f"{output.rstrip('/')}.staging-{run_id}"
+    return f"{output.rstrip('/')}{STAGING}{run_id}"
 
 
 def _stat_listed_images(listing: Listing) -> dict[str, str]:
@@ -663,6 +663,7 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
     """
     root = plan.config.output
     current, token = refresh.read_latest(root)
+    _clean_abandoned(root, out)
     previous = _previous_manifest(root, current, out)
     fingerprints = plan.fingerprints()
     if previous and previous.get("fingerprints") == fingerprints:
@@ -694,6 +695,18 @@ def _run_refresh(plan: JobPlan, pipeline_args, argv, out, fork_workers=False) ->
     note += f"; pruned {len(pruned)} old version(s)" if pruned else ""
     print(f"beam-expand: LATEST -> {version}{note}", file=out)
     return path, manifest
+
+
+def _clean_abandoned(root: str, out) -> None:
+    """Removes killed refreshes' staging folders, of every version, and says so (``refresh.clean_abandoned``).
+
+    At every run's start, an up-to-date one's too: a scheduled job may publish nothing for weeks.
+    """
+    removed = refresh.clean_abandoned(root)
+    if removed:
+        names = ", ".join(path.rstrip("/").rsplit("/", 1)[-1] for path in removed[:3])
+        print(f"beam-expand: removed {len(removed)} abandoned staging folder(s) of killed runs ({names}"
+              f"{', ...' if len(removed) > 3 else ''})", file=out)  # fmt: skip
 
 
 def _afresh(out, why: str) -> None:

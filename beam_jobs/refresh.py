@@ -35,7 +35,7 @@ from beam_jobs.paths import delete_tree, file_size, install_hint, is_local, matc
 from beam_jobs.ptransforms import REUSE_MISSING
 from beam_jobs.sinks.finalize import DEAD_LETTERS
 from beam_jobs.sinks.manifest import MANIFEST, read_json, read_rows
-from beam_jobs.sinks.publish import VerificationError, verify_shard
+from beam_jobs.sinks.publish import VerificationError, clean_stale_in, is_run_folder, verify_shard
 from transforms.expand import unreadable
 
 LATEST = "LATEST"
@@ -359,10 +359,27 @@ def swap_latest(root: str, version: str, expected: Any) -> None:
         os.remove(lock)
 
 
+def clean_abandoned(root: str) -> list[str]:
+    """Deletes the staging folders killed refreshes left in ``ROOT/versions``, of any version; returns them.
+
+    Each run stages into ``versions/<its new version>.staging-<run id>``: the cleanup of one run's own output would
+    never meet another version's. A folder is abandoned by the rule of every run (``publish.clean_stale_in``: nothing
+    written into it for hours), so a refresh running alongside keeps its own. ``ROOT/refused`` needs none: a refused
+    run writes its dead letters there directly, and its staging folder is in ``versions`` too. On an object store
+    this lists every object under ``versions`` (a listing cannot stop at one level), as ``prune`` does.
+    """
+    return clean_stale_in(FileSystems.join(root.rstrip("/"), VERSIONS))
+
+
 def prune(root: str, keep: int, protect: set[str]) -> list[str]:
-    """Deletes all but the newest ``keep`` versions (never one in ``protect``); returns what was deleted."""
+    """Deletes all but the newest ``keep`` versions (never one in ``protect``); returns what was deleted.
+
+    A run's staging folder is no version, though it may hold a manifest (a run finalizing, or one killed while
+    publishing): counted, it would take a real version's place, and deleting it would break a run in progress.
+    """
     manifests = match_under(FileSystems.join(root.rstrip("/"), VERSIONS) + "/", "*/" + MANIFEST)
-    versions = sorted({m.path.rstrip("/").split("/")[-2] for m in manifests})
+    names = {m.path.rstrip("/").split("/")[-2] for m in manifests}
+    versions = sorted(name for name in names if not is_run_folder(name))
     doomed = [v for v in versions[: max(0, len(versions) - keep)] if v not in protect]
     for v in doomed:
         delete_tree(version_dir(root, v))

@@ -5,14 +5,18 @@ as a prefix. Both were missed before (``--source gs://bucket/folder`` was refuse
 found non-empty, and the run's ``.tmp`` was published with the dataset).
 """
 
+import hashlib
+import os
 import shutil
+import time
 
+import numpy as np
 import pytest
 
 from beam_jobs import paths
 from beam_jobs.cli import main
 from tests import objectstore as store
-from tests.fixtures import make_tgz, read_parquet
+from tests.fixtures import encode, make_tgz, photo_like, read_parquet
 from tests.test_pipeline_e2e import fingerprint
 from tests.test_replay_sources import assert_replays_exactly, stored_image
 
@@ -277,3 +281,85 @@ def test_a_list_naming_only_missing_objects_publishes_nothing(objects, capsys):
         "gone/0.jpg", "gone/1.jpg", "gone/2.jpg",
     ]  # fmt: skip
     assert _run(SRC, OUT) == 0 and not [p for p in objects if ".refused" in p]  # gone once the output has a result
+
+
+ROOT = "objstore://bucket/refreshed"
+_HOURS = 3600
+
+
+def _pointer_in_the_store(monkeypatch):
+    """``LATEST`` as an object of the in-memory store, compared and replaced as ``refresh`` does on gs:// (its gs://
+    code needs google-cloud-storage's client): everything else of a refresh runs on the store as it is."""
+    from beam_jobs import refresh
+
+    def read_latest(root):
+        path = root.rstrip("/") + "/LATEST"
+        version = store.OBJECTS[path][0].decode().strip() if path in store.OBJECTS else None
+        return version, version
+
+    def swap_latest(root, version, expected):
+        assert read_latest(root)[1] == expected
+        store.OBJECTS[root.rstrip("/") + "/LATEST"] = (version.encode() + b"\n", time.time())
+
+    monkeypatch.setattr(refresh, "read_latest", read_latest)
+    monkeypatch.setattr(refresh, "swap_latest", swap_latest)
+
+
+def _latest(root=ROOT) -> str:
+    return store.OBJECTS[root + "/LATEST"][0].decode().strip()
+
+
+def _version_folders(root=ROOT) -> list[str]:
+    prefix = root + "/versions/"
+    return sorted({p[len(prefix) :].split("/")[0] for p in store.OBJECTS if p.startswith(prefix)})
+
+
+def _stage(root, files: dict[str, float], copy_of: str | None = None) -> str:
+    """A refresh's staging folder as ``_run_once`` names it (for its own new version): ``files`` maps names to
+    their ages in seconds; ``copy_of`` adds a whole version's objects, manifest included, written just now."""
+    from beam_jobs import refresh
+    from beam_jobs.pipeline import staging_dir
+
+    version = refresh.new_version(hashlib.sha256(str(time.time()).encode()).hexdigest())
+    staging = staging_dir(refresh.version_dir(root, version), os.urandom(6).hex())
+    for name, age in files.items():
+        store.OBJECTS[f"{staging}/{name}"] = (b"x" * 100, time.time() - age)
+    if copy_of:
+        source = refresh.version_dir(root, copy_of) + "/"
+        for path, (data, _) in list(store.OBJECTS.items()):
+            if path.startswith(source):
+                store.OBJECTS[f"{staging}/{path[len(source) :]}"] = (data, time.time())
+    return staging.rsplit("/", 1)[-1]
+
+
+def test_a_refresh_on_an_object_store_removes_killed_runs_staging_and_prunes_versions_only(
+    objects, monkeypatch, capsys
+):
+    _pointer_in_the_store(monkeypatch)
+    assert _run(SRC, ROOT, "--refresh") == 0
+    first = _latest()
+    killed = _stage(ROOT, {".tmp/plan/part-0": 30 * _HOURS, "photos-train.tfrecord-00000-of-00001": 7 * _HOURS})
+    # A refresh in progress: its plan was written long ago, its shards and manifest just now. A folder is judged by
+    # its newest object (its plan, judged alone, was deleted under the running job).
+    running = _stage(ROOT, {".tmp/plan/part-0": 30 * _HOURS}, copy_of=first)
+    objects[SRC + "/cats/new.png"] = (encode(photo_like(np.random.default_rng(9), 48, 64), "PNG"), time.time())
+    capsys.readouterr()
+    assert _run(SRC, ROOT, "--refresh", "--keep-versions", "2") == 0
+    assert "removed 1 abandoned staging folder(s)" in capsys.readouterr().out
+    second = _latest()
+    # The running refresh's staging (with its manifest) is no version: both real ones are kept.
+    assert second != first and _version_folders() == sorted([first, second, running])
+    assert not [p for p in objects if killed in p]
+    assert f"{ROOT}/versions/{running}/.tmp/plan/part-0" in objects
+    assert main(["verify", f"{ROOT}/versions/{second}"]) == 0
+
+
+def test_clean_stale_on_an_object_store_judges_a_staging_folder_by_its_newest_object(objects):
+    from beam_jobs.sinks.publish import clean_stale
+
+    old, new = time.time() - 7 * _HOURS, time.time()
+    objects.update({f"{OUT}.staging-dead/.tmp/plan/p": (b"x", old), f"{OUT}.staging-dead/s": (b"x", old),
+                    f"{OUT}.staging-live/.tmp/plan/p": (b"x", old), f"{OUT}.staging-live/s": (b"x", new)})  # fmt: skip
+    assert clean_stale(OUT) == [f"{OUT}.staging-dead"]
+    live = sorted(p for p in objects if ".staging-" in p)
+    assert live == [f"{OUT}.staging-live/.tmp/plan/p", f"{OUT}.staging-live/s"]

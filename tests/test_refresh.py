@@ -623,3 +623,70 @@ def test_an_s3_output_without_boto3_says_what_to_install(capsys, image_folder):
 
 def _run_to(src, output, *extra):
     return main(["run", "--source", str(src), "--output", output, "--copies", "2", "--no-progress", *extra])
+
+
+_HOURS = 3600
+
+
+def _staging_of_a_run(root, age_s, manifest_from=None):
+    """A refresh's staging folder as ``_run_once`` names it (for the run's own new version), last written ``age_s``
+    ago: a killed run's when old, a run still in progress when recent. With ``manifest_from`` it holds a whole copy
+    of that version, manifest included (a run killed while publishing, or one that has just finalized)."""
+    import shutil
+    import time
+
+    from beam_jobs.pipeline import staging_dir
+
+    version = refresh.new_version(hashlib.sha256(str(time.time()).encode()).hexdigest())
+    staging = staging_dir(refresh.version_dir(str(root), version), os.urandom(6).hex())
+    if manifest_from:
+        shutil.copytree(root / "versions" / manifest_from, staging)
+    else:
+        os.makedirs(os.path.join(staging, ".tmp", "plan"))
+        with open(os.path.join(staging, ".tmp", "plan", "part-0"), "wb") as f:
+            f.write(b"plan" * 1000)
+    when = time.time() - age_s
+    for folder, _, names in os.walk(staging):
+        for name in names:
+            os.utime(os.path.join(folder, name), (when, when))
+    return os.path.basename(staging)
+
+
+def _folders(root):
+    return sorted(p.name for p in (root / "versions").iterdir())
+
+
+def test_a_refresh_removes_killed_refreshes_staging_folders_of_every_version(capsys, image_folder, tmp_path):
+    # Each refresh stages beside its own new version: the startup cleanup looked for that version's staging only,
+    # so a killed nightly run's full-size staging folder stayed for good, even past later runs.
+    root = tmp_path / "root"
+    assert _refresh(image_folder, root) == 0
+    current = (root / "LATEST").read_text().strip()
+    killed = [_staging_of_a_run(root, 7 * _HOURS), _staging_of_a_run(root, 30 * _HOURS, manifest_from=current)]
+    running = _staging_of_a_run(root, 60)  # a refresh in progress (written a minute ago): never touched
+    capsys.readouterr()
+    assert _refresh(image_folder, root) == 0  # up to date, and the leftovers are removed all the same
+    out = capsys.readouterr().out
+    assert "up to date" in out and "removed 2 abandoned staging folder(s)" in out
+    assert _folders(root) == sorted([current, running])
+    _change_an_image(image_folder)
+    killed = _staging_of_a_run(root, 7 * _HOURS)
+    assert _refresh(image_folder, root) == 0  # a run that publishes removes them too
+    latest = (root / "LATEST").read_text().strip()
+    assert killed not in _folders(root) and _folders(root) == sorted([current, latest, running])
+
+
+@pytest.mark.parametrize("keep", [1, 2])
+def test_pruning_counts_and_deletes_no_staging_folder(capsys, image_folder, tmp_path, keep):
+    # A staging folder holding a manifest (a run finalizing, or one killed while publishing) was counted as a
+    # version: with --keep-versions 2 a real version was deleted in its stead, with 1 a running refresh's staging.
+    root = tmp_path / "root"
+    assert _refresh(image_folder, root) == 0
+    first = (root / "LATEST").read_text().strip()
+    running = _staging_of_a_run(root, 60, manifest_from=first)  # named after a version newer than the first
+    _change_an_image(image_folder)
+    assert _refresh(image_folder, root, "--keep-versions", str(keep)) == 0
+    latest = (root / "LATEST").read_text().strip()
+    kept = [first, latest][-keep:]
+    assert _folders(root) == sorted([*kept, running])
+    assert ("pruned 1 old version(s)" in capsys.readouterr().out) == (keep == 1)

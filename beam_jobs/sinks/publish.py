@@ -18,11 +18,13 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.paths import files_under, is_local, match_under
+from beam_jobs.paths import delete_tree, files_under, is_local, match_under
 from beam_jobs.sinks.writers import _masked_crc
 
 SUCCESS = "_SUCCESS"
-STALE_SECONDS = 6 * 3600
+STAGING = ".staging-"  # <output>.staging-<run id>: where a run writes before it publishes
+OLD = ".old-"  # <output>.old-<run id>: the dataset a local publish moved aside (removed right after)
+STALE_SECONDS = 6 * 3600  # a run folder nobody wrote to for this long is a killed run's
 
 
 class VerificationError(Exception):
@@ -136,7 +138,7 @@ def verify_shard(path: str, fmt: str, expected: int | None = None, sha256: str |
 def publish(staging: str, output: str, run_id: str) -> None:
     """Replaces ``output`` with the verified ``staging`` directory."""
     if is_local(output):
-        old = f"{output.rstrip('/')}.old-{run_id}"
+        old = f"{output.rstrip('/')}{OLD}{run_id}"
         if os.path.exists(output):
             os.rename(output, old)
         os.rename(staging, output)
@@ -151,24 +153,96 @@ def publish(staging: str, output: str, run_id: str) -> None:
     FileSystems.rename(files, [prefix + f[len(staging.rstrip("/")) + 1 :] for f in files])
 
 
-def clean_stale(output: str, max_age: float = STALE_SECONDS) -> list[str]:
-    """Deletes ``<output>.staging-*`` / ``.old-*`` left by killed or failed runs more than ``max_age`` s ago."""
-    base = output.rstrip("/")
-    removed = []
-    for suffix in (".staging-*", ".old-*"):
-        if is_local(base):
-            import glob
+def is_run_folder(name: str) -> bool:
+    """Whether a folder's name is a run's staging or set-aside folder (``<output>.staging-<run id>``, ``.old-``).
 
-            for path in glob.glob(glob.escape(base) + suffix):  # the user's folder name is no pattern
-                newest = max((os.path.getmtime(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs),
-                             default=os.path.getmtime(path))  # fmt: skip
-                if time.time() - newest > max_age:
-                    shutil.rmtree(path, ignore_errors=True)
-                    removed.append(path)
-        else:
-            metas = match_under(base, suffix + "/**")
-            stale = [m.path for m in metas if time.time() - (m.last_updated_in_seconds or time.time()) > max_age]
-            if stale:
-                FileSystems.delete(stale)
-                removed.extend(stale)
+    Such a folder may hold a whole dataset, manifest included (a run finalizing, or killed while publishing): it is
+    never a published dataset, nor a refresh version.
+    """
+    return STAGING in name or OLD in name
+
+
+def clean_stale(output: str, max_age: float = STALE_SECONDS) -> list[str]:
+    """Deletes ``<output>.staging-*`` / ``.old-*`` folders abandoned by killed runs; returns the folders deleted.
+
+    A folder is abandoned when nothing in it was written for ``max_age`` seconds (``_abandoned``).
+    """
+    return _clean(output.rstrip("/"), "", max_age)
+
+
+def clean_stale_in(folder: str, max_age: float = STALE_SECONDS) -> list[str]:
+    """Deletes the abandoned ``*.staging-*`` / ``*.old-*`` folders directly in ``folder``, of whatever output.
+
+    For a refresh root's ``versions``: each refresh stages beside the new version it names, so a killed run's
+    staging folder is named for a version no later run has (``clean_stale`` of a later version never sees it).
+    """
+    return _clean(folder.rstrip("/") + "/", "*", max_age)
+
+
+def _clean(base: str, stem: str, max_age: float) -> list[str]:
+    """Deletes the abandoned folders ``base + stem + .staging-*`` (and ``.old-*``); ``base`` is taken literally."""
+    removed = []
+    for mark in (STAGING, OLD):
+        for folder, newest in _run_folders(base, f"{stem}{mark}*"):
+            if _abandoned(newest, max_age):
+                _delete(folder)
+                removed.append(folder)
     return removed
+
+
+def _abandoned(newest: float, max_age: float) -> bool:
+    """Whether a run folder whose newest file was written at ``newest`` is a killed run's.
+
+    Judged by age alone: a run leaves no lock or pid that a later run, maybe on another machine, could check. A run
+    in progress writes its shards into its folder, so one nobody wrote to for ``max_age`` (6 hours by default) is
+    taken for abandoned; a live run that writes nothing for that long (its workers queued for hours) would be too.
+    """
+    return time.time() - newest > max_age
+
+
+def _run_folders(base: str, pattern: str) -> list[tuple[str, float]]:
+    """``(folder, time its newest file was written)`` of each folder that ``base + pattern`` (one level) names.
+
+    A folder is judged as a whole, on object stores as on disks: its plan, written when the run started, is old
+    long before its last shard is; deleting the old files of a running job's folder would break that job.
+    """
+    if is_local(base):
+        import glob
+
+        found = glob.glob(glob.escape(base) + pattern)  # the user's folder name is no pattern
+        return sorted((path, _newest_local(path)) for path in found if os.path.isdir(path))
+    newest: dict[str, float] = {}
+    for m in match_under(base, pattern + "/**"):
+        folder = base + m.path[len(base) :].split("/")[0]
+        written = m.last_updated_in_seconds or time.time()  # no time known: taken for fresh, never deleted
+        newest[folder] = max(newest.get(folder, 0.0), written)
+    return sorted(newest.items())
+
+
+def _newest_local(path: str) -> float:
+    """When the newest file under a local folder was written (the folder's own time when it holds none).
+
+    A file gone between the listing and its lookup was moved or deleted just now: the folder is in use.
+    """
+    newest = None
+    for folder, _, names in os.walk(path):
+        for name in names:
+            try:
+                written = os.path.getmtime(os.path.join(folder, name))
+            except OSError:
+                return time.time()
+            newest = written if newest is None else max(newest, written)
+    if newest is not None:
+        return newest
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return time.time()
+
+
+def _delete(folder: str) -> None:
+    """Deletes a run folder; locally, one another run is deleting at the same moment is no error."""
+    if is_local(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        delete_tree(folder)
