@@ -3,9 +3,11 @@
 Decoding (``transforms.codec.decode_image``) and the whole job on a folder and on an archive full of hazards.
 """
 
+import bz2
 import gzip
 import io
 import json
+import lzma
 import os
 import struct
 import tarfile
@@ -453,16 +455,11 @@ def _broken_tar(how: str, n: int = 20, at: int = 16) -> bytes:
     header = tarfile.open(fileobj=io.BytesIO(whole)).getmembers()[at].offset
     if how == "corrupt_header":  # a flipped byte in a name fails the header's checksum
         return whole[: header + 3] + bytes([whole[header + 3] ^ 0xFF]) + whole[header + 4 :]
-    if how == "cut_between_members":  # no end-of-archive marker
-        return whole[:header]
-    if how == "zeroed_header":  # a block of zeros over a header, as a disk or a copy that failed leaves them
-        return whole[:header] + bytes(512) + whole[header + 512 :]
-    assert how == "appended"  # a second archive after the first one's end-of-archive marker
-    return _tar_bytes(members[:at], mode="w") + _tar_bytes(members[at:], mode="w")
+    assert how == "cut_between_members"  # no end-of-archive marker
+    return whole[:header]
 
 
-BREAKS = {"corrupt_header": "corrupt member header", "cut_between_members": "without its end-of-archive marker",
-          "zeroed_header": "a zero block", "appended": "after the end-of-archive marker"}  # fmt: skip
+BREAKS = {"corrupt_header": "corrupt member header", "cut_between_members": "without its end-of-archive marker"}
 
 
 @pytest.mark.parametrize("how", BREAKS)
@@ -496,6 +493,64 @@ def test_a_whole_archive_is_no_damage(tmp_path, mode):
     for marker in (1024, 512):  # the marker without the padding to a 10 KB record; a lone zero block (GNU tar's)
         path.write_bytes(data[: end + marker])
         assert list_archive(str(path))[0].problems == []
+
+
+def _marker_offset(tar_data: bytes) -> int:
+    """Where a tar's end-of-archive marker starts (its first zero block)."""
+    tar = tarfile.open(fileobj=io.BytesIO(tar_data))
+    tar.getmembers()
+    return tar.offset
+
+
+# What writers and downloads put after a tar's end-of-archive marker, in the tar (``tail``, compressed with it) or
+# after the compressed stream (``after``): the archive is whole, as GNU tar (without -i) and tarfile read it.
+_PIXZ_INDEX = bytes.fromhex("dbae14d62e324ca6") + b"root/c0/000.png\0" + bytes(range(1, 200)) * 50  # non-zero
+AFTER_THE_END = {
+    "pixz_index": dict(tail=_PIXZ_INDEX),  # pixz appends its file index after the marker, in the xz stream
+    "appended_archive": dict(tail="appended"),  # GNU tar stops at the first archive's marker (without -i)
+    "lone_zero_block_then_data": dict(tail="lone"),  # GNU tar accepts a lone zero block as the marker
+    "xz_stream_padding": dict(after=bytes(20480), modes=["w:xz"]),  # the decompressor raises if fed past the end
+    "bytes_after_the_stream": dict(after=b"\x01junk" * 4000, modes=["w:bz2", "w:gz"]),
+}
+
+
+def _after_the_end(kind: str, mode: str) -> bytes:
+    """An archive of 16 members written with ``mode`` that holds ``AFTER_THE_END[kind]`` after its marker."""
+    how = AFTER_THE_END[kind]
+    members = _distinct_members(20)
+    data = _tar_bytes(members[:16], mode="w")
+    end = _marker_offset(data)
+    if how.get("tail") == "appended":
+        data += _tar_bytes(members[16:], mode="w")
+    elif how.get("tail") == "lone":  # one zero block, then members (as a header zeroed by damage would leave)
+        data = data[: end + 512] + _tar_bytes(members[16:], mode="w")
+    elif "tail" in how:
+        data += how["tail"]
+    compress = {"w": bytes, "w:gz": gzip.compress, "w:bz2": bz2.compress, "w:xz": lzma.compress}[mode]
+    return compress(data) + how.get("after", b"")
+
+
+_CASES = [(k, m) for k, v in AFTER_THE_END.items() for m in v.get("modes", ["w", "w:gz", "w:bz2", "w:xz"])]
+
+
+@pytest.mark.parametrize(("kind", "mode"), _CASES, ids=[f"{k}-{m}" for k, m in _CASES])
+def test_what_follows_the_end_of_archive_marker_is_no_damage(tmp_path, kind, mode):
+    # Earlier the archive was read on past the marker and any non-zero byte there, or the decompressor's error at
+    # padding or bytes after its stream, was damage: valid pixz, padded xz and bz2 archives were reported damaged.
+    path = tmp_path / "a.tar"
+    path.write_bytes(_after_the_end(kind, mode))
+    listing, prefix, _ = list_archive(str(path))
+    assert len(listing.images) == 16 and listing.problems == []
+    read = list(archive.ReadArchiveFn(prefix, _selected(listing)).process(str(path)))
+    assert len(read) == 16 and all(s.error is None and s.data for s in read)
+    assert set(archive.read_members(str(path), {"root/c1/015.png"})) == {"root/c1/015.png"}
+
+
+def test_an_archive_cut_short_in_its_marker_is_damage(tmp_path):
+    data = _tar_bytes(_distinct_members(4), mode="w")
+    path = tmp_path / "a.tar.xz"
+    path.write_bytes(lzma.compress(data[: _marker_offset(data) + 100]))  # part of a zero block only
+    assert "without its end-of-archive marker" in list_archive(str(path))[0].problems[0]
 
 
 def test_the_job_on_an_archive_with_a_corrupt_member_header(tmp_path, cache_dir):

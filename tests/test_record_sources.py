@@ -3,9 +3,12 @@
 Corrupt shards and rows in each are dead-lettered with their location while the rest is processed.
 """
 
+import bz2
 import errno
+import gzip
 import io
 import json
+import lzma
 import tarfile
 
 import numpy as np
@@ -253,11 +256,7 @@ def wds_samples(first: int, last: int) -> list[tuple[str, bytes]]:
 
 
 def broken_shard(tmp_path, how: str) -> bytes:
-    """A shard of samples s0..s4 that breaks off at sample s3 (``after_end``: a second one appended after s2)."""
-    if how == "after_end":
-        webdataset(tmp_path / "x.tar", wds_samples(0, 3))
-        webdataset(tmp_path / "y.tar", wds_samples(3, 5))
-        return (tmp_path / "x.tar").read_bytes() + (tmp_path / "y.tar").read_bytes()
+    """A shard of samples s0..s4 that breaks off at sample s3."""
     webdataset(tmp_path / "x.tar", wds_samples(0, 5))
     data = (tmp_path / "x.tar").read_bytes()
     cls = next(m for m in tarfile.open(tmp_path / "x.tar") if m.name == "s3.cls")
@@ -267,22 +266,52 @@ def broken_shard(tmp_path, how: str) -> bytes:
     return data[: cls.offset + 3] + bytes([data[cls.offset + 3] ^ 0xFF]) + data[cls.offset + 4 :]
 
 
-@pytest.mark.parametrize(
-    ("how", "items"),
-    [
-        ("cut_in_a_member", {"a.tar/s3": "archive_damaged"}),
-        ("corrupt_header", {"a.tar/s3": "archive_damaged"}),
-        ("after_end", {"a.tar": "archive_damaged"}),  # s2 was read whole: the marker that follows says so
-    ],
-)
-def test_a_webdataset_shard_that_breaks_off_dead_letters_the_sample_at_the_break(tmp_path, how, items):
+@pytest.mark.parametrize("how", ["cut_in_a_member", "corrupt_header"])
+def test_a_webdataset_shard_that_breaks_off_dead_letters_the_sample_at_the_break(tmp_path, how):
     from beam_jobs.sources.records import RecordOptions, scan_webdataset
 
     (tmp_path / "a.tar").write_bytes(broken_shard(tmp_path, how))
     scanned = list(scan_webdataset(str(tmp_path / "a.tar"), str(tmp_path) + "/", RecordOptions(), False))
-    assert {it.key: it.error for it in scanned if it.error} == items
+    assert {it.key: it.error for it in scanned if it.error} == {"a.tar/s3": "archive_damaged"}
     assert [it.key for it in scanned if not it.error] == ["a.tar/s0", "a.tar/s1", "a.tar/s2"]
-    assert [it.label for it in scanned if it.key == "a.tar/s3"] == ([] if how == "after_end" else [1])  # its class
+    assert [it.label for it in scanned if it.key == "a.tar/s3"] == [1]  # its class, as far as it was read
+
+
+def shard_with_data_after_its_end(tmp_path, kind: str, compress=bytes) -> bytes:
+    """A shard of samples s0..s2, whole, with data after its end-of-archive marker that is no damage.
+
+    ``pixz_index``: non-zero bytes after the marker in the compressed stream, as pixz appends its file index;
+    ``appended``: a second shard of s3, s4 after the first one's marker (GNU tar without -i stops at the marker);
+    ``after_the_stream``: bytes after the compressed stream (xz stream padding, zeros, junk), which a decompressor
+    fed them raises at.
+    """
+    webdataset(tmp_path / "x.tar", wds_samples(0, 3))
+    tar = (tmp_path / "x.tar").read_bytes()
+    if kind == "pixz_index":
+        return compress(tar + bytes.fromhex("dbae14d62e324ca6") + b"s0.png\0" + bytes(range(1, 256)) * 40)
+    if kind == "appended":
+        webdataset(tmp_path / "y.tar", wds_samples(3, 5))
+        return compress(tar + (tmp_path / "y.tar").read_bytes())
+    assert kind == "after_the_stream"
+    return compress(tar) + (bytes(20480) if compress is lzma.compress else b"\x01trailing" * 2000)
+
+
+AFTER_END_KINDS = [("pixz_index", c) for c in ("none", "gz", "bz2", "xz")] + [("appended", "none")] + [
+    ("after_the_stream", c) for c in ("gz", "bz2", "xz")]  # fmt: skip
+COMPRESS = {"none": bytes, "gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
+
+
+@pytest.mark.parametrize(("kind", "comp"), AFTER_END_KINDS, ids=[f"{k}-{c}" for k, c in AFTER_END_KINDS])
+def test_a_webdataset_shard_with_data_after_its_end_of_archive_marker_is_whole(tmp_path, kind, comp):
+    # Earlier any data after the marker was damage: the shard's last sample, read whole, was dead-lettered (or a
+    # made-up archive_damaged item keyed by the shard was added), for pixz shards, padded .xz and .bz2 with
+    # trailing bytes. What follows a marker is never read, as GNU tar and tarfile do.
+    from beam_jobs.sources.records import RecordOptions, scan_webdataset
+
+    (tmp_path / "a.tar").write_bytes(shard_with_data_after_its_end(tmp_path, kind, COMPRESS[comp]))
+    scanned = list(scan_webdataset(str(tmp_path / "a.tar"), str(tmp_path) + "/", RecordOptions(), True))
+    assert [(it.key, it.error) for it in scanned] == [("a.tar/s0", None), ("a.tar/s1", None), ("a.tar/s2", None)]
+    assert all(it.data for it in scanned)
 
 
 def test_the_job_on_webdataset_shards_that_break_off(tmp_path, cache_dir):
@@ -290,12 +319,15 @@ def test_the_job_on_webdataset_shards_that_break_off(tmp_path, cache_dir):
     shards.mkdir()
     (shards / "a.tar").write_bytes(broken_shard(tmp_path, "cut_in_a_member"))
     (shards / "b.tar").write_bytes(b"<html><body>404 Not Found</body></html>")  # no tar at all
+    (shards / "c.tar").write_bytes(shard_with_data_after_its_end(tmp_path, "pixz_index"))  # whole: no dead letter
+    (shards / "d.tgz").write_bytes(shard_with_data_after_its_end(tmp_path, "after_the_stream", gzip.compress))
     out = tmp_path / "o"
     m = run(out, source=str(shards), copies=1, cache_dir=str(cache_dir), source_format="tar")
     assert dead(out) == {"a.tar/s3": "archive_damaged", "b.tar": "archive_damaged"}
-    assert names_by_key(out, m) == {"a.tar/s0": "0", "a.tar/s1": "1", "a.tar/s2": "0"}
+    whole = {"s0": "0", "s1": "1", "s2": "0"}
+    assert names_by_key(out, m) == {f"{s}/{k}": v for s in ("a.tar", "c.tar", "d.tgz") for k, v in whole.items()}
     c = m["counts"]
-    assert c["images_in"] == 5 == c["images_ok"] + c["dead_letters"] and c["images_ok"] == 3
+    assert c["images_in"] == 11 == c["images_ok"] + c["dead_letters"] and c["images_ok"] == 9
     assert m["counts"]["per_class"]["1"]["dead_letters"] == 1  # s3, under the label its .json gave
 
 

@@ -45,22 +45,12 @@ def safe_name(name: str) -> str | None:
 
 
 class ArchiveDamaged(tarfile.ReadError):
-    """Damage that tarfile passes over in silence: it ends the iteration early, as if the archive ended there.
-
-    Attributes:
-        after_end: The damage lies after a whole end-of-archive marker (another archive appended, or junk): every
-            member before it was read whole.
-    """
-
-    def __init__(self, message: str, after_end: bool = False):
-        super().__init__(message)
-        self.after_end = after_end
+    """Damage that tarfile passes over in silence: it ends the iteration early, as if the archive ended there."""
 
 
 # Damage: what tarfile and the decompressors raise for an archive that is cut short or corrupt. A failed read of
 # the archive itself is a SourceReadError (``sources.reads``), none of these: it propagates, never "damage".
 ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
-_CHUNK = 64 * 1024  # read after the end-of-archive marker at a time: only ever zeros, if the archive is whole
 
 
 class _NotedHeader(tarfile.TarInfo):
@@ -82,37 +72,22 @@ class _NotedHeader(tarfile.TarInfo):
 
 
 def _check_end(tar: tarfile.TarFile) -> None:
-    """Checks that an iteration that ended stopped at the end-of-archive marker, with nothing but zeros after it.
+    """Checks that an iteration that ended stopped at the end-of-archive marker.
+
+    The archive is whole once a zero block is read where a header would be, as for GNU tar and tarfile: nothing
+    after it is read. Writers put more there that is no damage: pixz its file index, xz and bzip2 streams padding
+    or other data after them (a decompressor fed that raises), tapes and downloads zeros; GNU tar ignores it all.
 
     Raises:
-        ArchiveDamaged: A corrupt member header, an archive cut short between members (no marker), or data after
-            a zero block. Byte offsets count in the tar (decompressed, for a ``.tgz``).
+        ArchiveDamaged: A corrupt member header, or an archive cut short between members (no marker). Byte
+            offsets count in the tar (decompressed, for a ``.tgz``).
     """
     stop, at = getattr(tar, "header_error", None), tar.offset
+    if isinstance(stop, tarfile.EOFHeaderError):  # the marker's (first) zero block: a lone one is a marker too
+        return
     if isinstance(stop, (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError)):
         raise ArchiveDamaged(f"cut short at byte {at}, without its end-of-archive marker")
-    if not isinstance(stop, tarfile.EOFHeaderError):  # a block that is no header and not zeros either
-        raise ArchiveDamaged(f"corrupt member header at byte {at}")
-    # The marker's first zero block is read. Real archives pad with zeros after it (to a 10 KB record); anything
-    # else is members tarfile would never show: a header zeroed by damage, or another archive appended.
-    rest = _first_nonzero(tar.fileobj)
-    if rest is None:
-        return
-    if rest < tarfile.BLOCKSIZE:  # one zero block where a header should be, then members
-        raise ArchiveDamaged(f"a zero block at byte {at} where a member header should be, data after it")
-    where = at + tarfile.BLOCKSIZE + rest
-    message = f"data at byte {where}, after the end-of-archive marker (another archive appended?)"
-    raise ArchiveDamaged(message, after_end=True)
-
-
-def _first_nonzero(f) -> int | None:
-    """Reads ``f`` to its end, or to its first byte that is not zero: that byte's offset (None: zeros only)."""
-    read = 0
-    while chunk := f.read(_CHUNK):
-        if data := chunk.lstrip(b"\0"):
-            return read + len(chunk) - len(data)
-        read += len(chunk)
-    return None
+    raise ArchiveDamaged(f"corrupt member header at byte {at}")  # a block that is no header and not zeros either
 
 
 def damage_note(members: int, error: BaseException) -> str:

@@ -306,14 +306,14 @@ def scan_webdataset(path: str, root: str, opts: RecordOptions, with_data: bool) 
 
     A damaged shard keeps the samples before the damage; the sample being read where it breaks off is an
     ``archive_damaged`` item (its members after the break are lost, so it may lack its image, its label or a file
-    that would change them), standing for the rest of the shard. Damage where there is no such sample (the shard
-    is no tar, or the damage lies after its end-of-archive marker) is one ``archive_damaged`` item keyed by the
-    shard.
+    that would change them), standing for the rest of the shard. A shard that is no tar (no sample was read) is
+    one ``archive_damaged`` item keyed by the shard. What follows the end-of-archive marker is never damage
+    (``archive._check_end``).
 
     Raises:
         SourceReadError: A read of the shard failed (damage ends the shard; a failed read is no damage).
     """
-    from beam_jobs.sources.archive import ARCHIVE_ERRORS, ArchiveDamaged, iter_members
+    from beam_jobs.sources.archive import ARCHIVE_ERRORS, iter_members
 
     rel = _rel(path, root)
     sample: dict[str, Any] = {}
@@ -351,14 +351,11 @@ def scan_webdataset(path: str, root: str, opts: RecordOptions, with_data: bool) 
                     yield item
                 current, sample = sample_key, {}
             sample[ext.lower()] = data if data is not None else b""
-    except ARCHIVE_ERRORS as e:
-        # Past a whole end-of-archive marker every sample was read whole; anywhere else the last one may not be.
-        whole = isinstance(e, ArchiveDamaged) and e.after_end
-        item = flush(damaged=not whole)
-        if item is not None:
-            yield item
-        if item is None or whole:
-            yield Item(rel, None, error="archive_damaged")
+    except ARCHIVE_ERRORS:
+        # Damage comes before the end-of-archive marker (what follows it is never read): the sample being read
+        # may have lost members, and it stands for the rest of the shard; with none, the shard is no tar.
+        item = flush(damaged=True)
+        yield item if item is not None else Item(rel, None, error="archive_damaged")
         return
     if (item := flush()) is not None:
         yield item
