@@ -12,8 +12,10 @@ or embed the read -> expand -> write chain in your own pipeline with ``plan_job`
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import itertools
+import logging
 import os
 import re
 import shutil
@@ -31,7 +33,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from beam_jobs import balance, forked_workers, launcher_temp, mixing, refresh, staged, summary
 from beam_jobs.config import JobConfig, dataset_name
-from beam_jobs.errors import JobFailed, UserError
+from beam_jobs.errors import JobFailed, SourceReadError, UserError
 from beam_jobs.packaging import is_local, worker_packaging_args
 from beam_jobs.paths import delete_tree, files_under, is_bucket, is_dir, require_filesystem
 from beam_jobs.paths import is_local as is_local_path
@@ -829,7 +831,7 @@ def _run_once(
         # The staged plan holds the inputs packed now: free the launcher's objects for them (~400 bytes per input).
         plan.listing = dataclasses.replace(plan.listing, images=[], sizes={}, mtimes={})
         # Forked now: everything the workers run is imported, and no thread exists yet (the progress monitor's).
-        with forked_workers.ForkedWorkers(forks):
+        with _quiet_read_errors(), forked_workers.ForkedWorkers(forks):
             if progress_dir:
                 with ProgressMonitor(progress_dir, images):
                     p.run().wait_until_finish()
@@ -837,11 +839,10 @@ def _run_once(
                 p.run().wait_until_finish()
     except Exception as e:
         delete_tree(staging)  # a failed run leaves nothing behind; killed ones: clean_stale
-        # Runners wrap a worker's exception in their own; find ours by name and keep its message only.
-        text = f"{type(e).__name__}: {e}"
-        if f"{VerificationError.__name__}: " in text:
-            message = text.split(f"{VerificationError.__name__}: ")[-1].split("\n")[0].split(" [while running")[0]
+        if (message := _worker_error(e, VerificationError)) is not None:
             raise JobFailed(f"a written shard failed verification: {message}; nothing was published") from None
+        if (message := _worker_error(e, SourceReadError)) is not None:  # the CLI's one line, as in the launcher
+            raise SourceReadError(message) from None
         raise
     finally:
         staged.forget(staging)  # what an in-process runner read of this run's plan
@@ -853,6 +854,43 @@ def _run_once(
     manifest = read_json(path, rows=False)
     print(summary.run_summary_text(manifest, wall, runner_name, config.output), file=out)
     return path, manifest
+
+
+class _DropReadErrors(logging.Filter):
+    """Drops Beam's record of a step that failed with a ``SourceReadError`` (its message and traceback)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a record of a ``SourceReadError``."""
+        return not (record.exc_info and isinstance(record.exc_info[1], SourceReadError))
+
+
+@contextlib.contextmanager
+def _quiet_read_errors():
+    """Keeps Beam from logging a failed read's traceback at ERROR while the pipeline runs here.
+
+    The run ends with the read's message as the command's one line (``_run_once``); the traceback says nothing
+    more (the message names the file and the storage's error). Forked workers inherit the filter. Beam's other
+    logs of the failed bundle (a worker process prints it, and its harness logs it) stay: they log every error.
+    """
+    logger, quiet = logging.getLogger("apache_beam.runners.common"), _DropReadErrors()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+def _worker_error(e: Exception, error: type[Exception]) -> str | None:
+    """The message of a worker's ``error`` that ended the run in ``e``; None if ``e`` does not carry one.
+
+    An in-process runner re-raises the worker's exception itself (its message tagged ``[while running <step>]``);
+    with worker processes, FnApiRunner raises a ``RuntimeError`` holding the worker's whole traceback as text, so
+    the error is found by its name, and its last mention is the exception that failed the bundle.
+    """
+    text, tag = f"{type(e).__name__}: {e}", f"{error.__name__}: "
+    if tag not in text:
+        return None
+    return text.split(tag)[-1].split("\n")[0].split(" [while running")[0]
 
 
 def _raise_if_refused(staging: str) -> None:

@@ -594,6 +594,46 @@ def test_a_failed_archive_read_is_no_damage(tmp_path, error):
         list(archive.ReadArchiveFn(prefix, _selected(listing)).process(str(local)))
 
 
+# The command as a user runs it, with the source archive deleted once it is listed and the pipeline built: only
+# the workers' read fails (they are forked, or started, after that).
+_VANISHING_SOURCE = """
+import logging, os, sys
+logging.getLogger().setLevel(logging.ERROR)  # as cli.main does, before Beam's import-time warnings
+from beam_jobs import cli, pipeline
+build = pipeline.build_pipeline
+def build_then_delete(*args, **kwargs):
+    built = build(*args, **kwargs)
+    os.remove(os.environ["VANISHING_SOURCE"])
+    return built
+pipeline.build_pipeline = build_then_delete
+cli.console()
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]],
+                         ids=["in_process", "2_workers"])  # fmt: skip
+def test_an_archive_that_vanishes_during_the_run_ends_it_in_one_line(image_folder, tmp_path, workers):
+    # With worker processes the run ended in FnApiRunner's RuntimeError traceback (~230 lines) and no message; in
+    # process the message followed Beam's logged traceback of the SourceReadError.
+    import subprocess
+    import sys
+
+    source, out = make_tgz(image_folder, tmp_path / "a.tgz"), tmp_path / "out"
+    argv = [sys.executable, "-c", _VANISHING_SOURCE, "run", "--source", str(source), "--output", str(out),
+            "--no-progress", *workers]  # fmt: skip
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=300, env={**os.environ, "VANISHING_SOURCE": str(source)}
+    )
+    assert done.returncode == 1, done.stderr
+    expected = f"beam-expand: error: cannot read {source} (FileNotFoundError: [Errno 2]"
+    if not workers:
+        assert one_clean_line(done.stderr).startswith(expected)
+    else:  # a worker process prints and logs the failed bundle itself (Beam's harness); the command's end is one line
+        assert done.stderr.strip().splitlines()[-1].startswith(expected), done.stderr
+        assert "RuntimeError" not in done.stderr
+    assert not out.exists() and not list(tmp_path.glob("out.*"))
+
+
 def test_one_hundred_thousand_empty_members_are_counted(tmp_path):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
