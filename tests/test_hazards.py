@@ -74,6 +74,21 @@ def test_png_with_a_corrupt_chunk():
     assert reason(bytes(data)) == "corrupt"
 
 
+def tiff_without_dimensions() -> bytes:
+    """A 4x4 TIFF with one byte of its directory set to 0xFF: Pillow opens it, then its ``n_frames`` raises
+    ``TypeError("Missing dimensions")`` (/tmp/review2/mktiff.py found it by flipping bytes)."""
+    data = bytearray(save(Image.fromarray(np.random.default_rng(0).integers(0, 255, (4, 4, 3), np.uint8)), "TIFF"))
+    data[130] = 0xFF
+    return bytes(data)
+
+
+def test_a_tiff_pillow_fails_with_a_type_error_is_corrupt():
+    # Pillow's TIFF plugin reports the malformed directory with a TypeError, which ended the whole run.
+    with pytest.raises(DecodeError, match="TypeError: Missing dimensions") as e:
+        decode_image(tiff_without_dimensions())
+    assert e.value.reason == "corrupt"
+
+
 def test_decompression_bombs_are_rejected_from_the_header():
     assert reason(png_header_only(20000, 20000)) == "too_large"
     # Between Pillow's warning (89.5 Mpx) and error (179 Mpx) limits, even with our own cap raised.
@@ -247,6 +262,7 @@ def test_the_job_on_a_messy_folder(tmp_path, cache_dir):
         "dogs/cut.jpg": good[: len(good) // 2],
         "dogs/page.jpg": b"<html></html>",
         "dogs/bomb.png": png_header_only(20000, 20000),
+        "dogs/no_dimensions.tif": tiff_without_dimensions(),
         "dogs/notes.txt": b"not an image",
         "README.md": b"root files are ignored",
     }
@@ -261,10 +277,11 @@ def test_the_job_on_a_messy_folder(tmp_path, cache_dir):
         "dogs/cut.jpg": "corrupt",
         "dogs/page.jpg": "not_an_image",
         "dogs/bomb.png": "too_large",
+        "dogs/no_dimensions.tif": "corrupt",
     }
     c = manifest["counts"]
     assert (c["images_in"], c["images_ok"], c["dead_letters"], c["skipped_non_images"], c["ignored_files"]) == (
-        7, 3, 4, 1, 1,
+        8, 3, 5, 1, 1,
     )  # fmt: skip
     assert len(read_tfrecords(out)) == 6
     assert manifest["duplicate_content"] == [["cats/ok.jpg", "cats/same_bytes.jpg"]]

@@ -7,6 +7,7 @@ OpenCV (libjpeg-turbo / libpng / libwebp), the fastest encoder measured here.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import warnings
@@ -36,6 +37,24 @@ class DecodeError(Exception):
         self.reason = reason
 
 
+class _PillowTypeError(Exception):
+    """A ``TypeError`` raised inside Pillow (``_pillow``), carried to ``decode_image``'s ``corrupt``; ``args[0]``."""
+
+
+@contextlib.contextmanager
+def _pillow():
+    """Wraps a call into Pillow, whose plugins report some malformed files with a ``TypeError``.
+
+    A TIFF without its dimensions raises ``TypeError("Missing dimensions")`` from ``n_frames``: that is bad data,
+    as Pillow's ``OSError``s and ``ValueError``s are. Only calls into Pillow are wrapped: a ``TypeError`` in this
+    module's own code is a bug, never a dead letter.
+    """
+    try:
+        yield
+    except TypeError as e:
+        raise _PillowTypeError(e) from None
+
+
 def decode_image(
     data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -58,7 +77,8 @@ def decode_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            with _pillow():
+                img = Image.open(io.BytesIO(data))
             fmt = img.format or "unknown"
             if fmt not in ALLOWED_FORMATS:
                 raise DecodeError("format_not_allowed", f"{fmt} images are not accepted")
@@ -67,11 +87,13 @@ def decode_image(
                 raise DecodeError("empty_image", f"image has no pixels ({width}x{height})")
             if width * height > max_pixels or max(width, height) > max_side:
                 raise DecodeError("too_large", f"{width}x{height} exceeds the pixel cap")
-            frames = int(getattr(img, "n_frames", 1))  # from the header; later frames are never decoded
+            with _pillow():
+                frames = int(getattr(img, "n_frames", 1))  # from the header; later frames are never decoded
             mode = img.mode
             rgb = _decode_plain_jpeg(data, img)
             if rgb is None:
-                img.load()  # before the EXIF is read: a PNG's EXIF may follow its pixels, and errors must surface here
+                with _pillow():
+                    img.load()  # before the EXIF: a PNG's EXIF may follow its pixels, and errors must surface here
                 rgb = _to_rgb(img)
             orientation = _exif_orientation(img)
             # One orientation step for both decoders, on the array (lossless transposes, as exif_transpose does).
@@ -84,9 +106,10 @@ def decode_image(
         raise DecodeError("not_an_image", "the content is not a recognised image format") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise DecodeError("too_large", str(e)) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError, _PillowTypeError) as e:
         _check_declared_size(data, max_pixels, max_side)
-        raise DecodeError("corrupt", f"{type(e).__name__}: {e}") from None
+        error = e.args[0] if isinstance(e, _PillowTypeError) else e
+        raise DecodeError("corrupt", f"{type(error).__name__}: {error}") from None
     step = {
         "op": "decode",
         "version": DECODE_VERSION,
