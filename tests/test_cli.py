@@ -215,6 +215,10 @@ def test_replay_from_a_recipe_says_which_file_or_recipe_is_wrong(capsys, image_f
         "--recipe " + str(recipe) + " --image " + image: "the recipe is not JSON",
         '--recipe [{"op":"decode"}] --image ' + image: "ends with an 'encode' step",
         "--recipe [1] --image " + image: "a recipe is a JSON list of steps",
+        '--recipe [{"op":"encode","config":{"format":"png"}}] --image ' + image: "starts with a 'decode' step",
+        '--recipe [{"op":"decode","version":1},{"op":"encode"}] --image ' + image: "needs a config with a format",
+        '--recipe [{"op":"decode","version":1},{"op":"encode","config":{"format":"png"}}] --image '
+        + str(recipe): "the source image does not decode (not_an_image",
     }
     for args, expected in cases.items():
         message = err(capsys, ["replay", *args.split()])

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from transforms.codec import DECODE_VERSION, decode_image, encode_image
+from transforms.codec import DECODE_VERSION, ENCODINGS, DecodeError, decode_image, encode_image
 from transforms.mix import MIX_VERSION, mix_step_pixels
 from transforms.quality import GATE_STEP
 from transforms.registry import PolicyError, registered
@@ -26,13 +26,19 @@ class ReplayError(ValueError):
 
 def _run(steps: list[dict[str, Any]], source: bytes, partner_source: bytes | None) -> np.ndarray:
     """Decodes ``source`` as ``steps[0]`` says and applies the remaining steps (none of them ``encode``)."""
-    decode = steps[0]
+    decode = steps[0] if steps else {}
     if decode.get("op") != "decode":
         raise ReplayError("a recipe starts with a 'decode' step")
     if decode.get("version") != DECODE_VERSION:
         raise ReplayError(f"decode step version {decode.get('version')!r} is not supported (this build: 1)")
-    image, step = decode_image(source)
-    if step["params"] != decode["params"]:
+    try:
+        image, step = decode_image(source)
+    except DecodeError as e:
+        raise ReplayError(
+            f"the source image does not decode ({e.reason}: {e}): it changed since the run, or is not this "
+            "recipe's source"
+        ) from None
+    if step["params"] != decode.get("params"):
         raise ReplayError(f"the source decodes as {step['params']}, the recipe recorded {decode['params']}")
     table = registered()
     for s in steps[1:]:
@@ -90,6 +96,8 @@ def replay_pixels(
         raise ReplayError("a recipe is a JSON list of steps ({'op': ..., 'params': ...})")
     if not steps or steps[-1].get("op") != "encode":
         raise ReplayError("a recipe starts with a 'decode' step and ends with an 'encode' step")
+    if not isinstance(steps[-1].get("config"), dict) or steps[-1]["config"].get("format") not in ENCODINGS:
+        raise ReplayError(f"the 'encode' step needs a config with a format of {', '.join(ENCODINGS)}")
     return _run(steps[:-1], source, partner_source), steps[-1]["config"]
 
 
