@@ -505,6 +505,21 @@ def _replay(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _require_filesystems(ns: argparse.Namespace) -> None:
+    """Refuses, saying what to install, a store path of a non-run command this installation cannot reach.
+
+    ``run`` checks its own paths (``beam_jobs.pipeline``); without this, ``info gs://...`` ended in Beam's
+    ValueError traceback. Web URLs are downloaded, not read through Beam, and local paths always work.
+    """
+    from beam_jobs.paths import require_filesystem
+    from beam_jobs.sources.datasets import URL_SCHEMES
+
+    for attr, flag in (("dataset_dir", "DATASET_DIR"), ("source", "--source"), ("out", "--out")):
+        value = getattr(ns, attr, None)
+        if isinstance(value, str) and "://" in value and not value.startswith(URL_SCHEMES):
+            require_filesystem(value, flag)
+
+
 def _read_flag_file(path: str, flag: str) -> bytes:
     """The bytes of the local file a flag names, or one clear error saying which flag names a missing file."""
     try:
@@ -577,6 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.command != "run":
             if rest:
                 raise UserError(f"unknown argument(s): {' '.join(rest)}")
+            _require_filesystems(ns)
             commands = {"datasets": lambda _: _datasets(), "ops": _ops, "preview": _preview, "replay": _replay,
                         "verify": _verify, "info": _info, "report": _report}  # fmt: skip
             return commands[ns.command](ns)

@@ -231,3 +231,19 @@ def test_underscore_spellings_of_job_flags_are_accepted(capsys, image_folder, tm
             "--include_original", "--direct_num_workers=1"]  # fmt: skip
     assert main(argv) == 0
     assert "wrote 24 records" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["info", "gs://b/x"], ["verify", "gs://b/x"], ["report", "gs://b/x"], ["preview", "--source", "gs://b/x"],
+     ["replay", "gs://b/x", "--source-key", "k", "--copy-index", "1"]],
+)  # fmt: skip
+def test_every_command_says_what_to_install_for_a_store_it_cannot_reach(capsys, argv):
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        FileSystems.get_filesystem("gs://b/x")
+        pytest.skip("the gcp extra is installed here")
+    except ValueError:
+        pass
+    assert "pip install 'beam-expand[gcp]'" in err(capsys, argv)  # Beam's ValueError traceback before
