@@ -240,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     prev = sub.add_parser("preview", help="contact sheet: originals and N captioned copies", allow_abbrev=False)
     prev.add_argument("--image", help="one image file")
-    prev.add_argument("--source", help="a class folder / archive: one sample per class")
+    prev.add_argument("--source", help="a class folder / archive / list file: one sample per class")
+    prev.add_argument("--source-format", help="as for run: e.g. list for a CSV of path,label (detected otherwise)")
     prev.add_argument("--dataset", help="a named dataset: one sample per class")
     prev.add_argument("-n", "--copies", type=int, default=8, help="copies per row (default 8)")
     prev.add_argument("--out", default="preview.png", help="PNG to write (default preview.png)")
@@ -422,7 +423,7 @@ def _preview(ns: argparse.Namespace) -> int:
         from beam_jobs.sources.archive import read_members
 
         plan = plan_job(JobConfig(output="", dataset=ns.dataset, source=ns.source, cache_dir=ns.cache_dir,
-                                  policy=policy, copies=ns.copies))  # fmt: skip
+                                  source_format=ns.source_format, policy=policy, copies=ns.copies))  # fmt: skip
         if plan.source.kind not in ("folder", "list", "archive"):
             raise UserError(
                 f"preview reads image folders, archives and list files, not {plan.source.kind} records: for those, "

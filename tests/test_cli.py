@@ -191,6 +191,13 @@ def test_preview_writes_a_contact_sheet(capsys, image_folder, tmp_path):
     one = tmp_path / "one.png"
     assert main(["preview", "--image", str(next(image_folder.glob("cats/*.jpg"))), "-n", "2", "--out", str(one)]) == 0
     assert "preview needs" in err(capsys, ["preview", "--out", str(one)])
+    # A CSV of path,label reads as pixel rows unless told: the refusal names --source-format, which preview takes.
+    listed = tmp_path / "list.csv"
+    listed.write_text("path,label\n" + "".join(f"{p.relative_to(tmp_path)},{p.parent.name}\n"
+                                               for p in sorted(image_folder.glob("*/*.*"))))  # fmt: skip
+    assert "--source-format list" in err(capsys, ["preview", "--source", str(listed), "--out", str(one)])
+    assert main(["preview", "--source", str(listed), "--source-format", "list", "-n", "1", "--out", str(one)]) == 0
+    assert Image.open(one).size[1] > 3 * 100  # one row per class of the list
 
 
 def test_replay_command_is_bit_exact(capsys, image_folder, tmp_path):
